@@ -1,0 +1,88 @@
+"""eventbus: say what happened, let side effects happen elsewhere.
+
+The module-level functions work on a process-wide default bus (:func:`get_bus`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar, overload
+
+from . import context
+from ._bus import EventBus, Stats
+from ._errors import EventBusError, FarmNotRunning, QueueFull, RegistrationError
+from ._event import Event
+from ._listener import EventListener, Listener, Policy
+from ._provider import ProviderNotFound, load_provider
+from ._table import Route
+from .context import define_key
+from .drivers.base import Driver
+
+__all__ = [
+    "Driver",
+    "Event",
+    "EventBus",
+    "EventBusError",
+    "EventListener",
+    "FarmNotRunning",
+    "Listener",
+    "Policy",
+    "ProviderNotFound",
+    "QueueFull",
+    "RegistrationError",
+    "Route",
+    "Stats",
+    "context",
+    "define_key",
+    "dispatch",
+    "dispatch_now",
+    "get_bus",
+    "listen",
+    "load_provider",
+    "set_bus",
+]
+
+__version__ = "0.1.0"
+
+T = TypeVar("T")
+
+_default_bus: EventBus | None = None
+
+
+def get_bus() -> EventBus:
+    """The process-wide default bus, created on first use (driver from ``QUEUE_DRIVER``)."""
+    global _default_bus
+    if _default_bus is None:
+        _default_bus = EventBus(name="default")
+    return _default_bus
+
+
+def set_bus(bus: EventBus | None) -> EventBus | None:
+    """Make ``bus`` the default (``None``: a fresh one on next use). Returns the previous."""
+    global _default_bus
+    previous, _default_bus = _default_bus, bus
+    return previous
+
+
+async def dispatch(event: Event) -> None:
+    """Queue ``event``'s listeners on the default bus; see :meth:`EventBus.dispatch`."""
+    await get_bus().dispatch(event)
+
+
+async def dispatch_now(event: Event) -> None:
+    """Run ``event``'s listeners on the default bus now; see :meth:`EventBus.dispatch_now`."""
+    await get_bus().dispatch_now(event)
+
+
+@overload
+def listen(target: T, /) -> T: ...
+@overload
+def listen(
+    *events: type,
+    tries: int | None = None,
+    backoff: float | Iterable[float] | None = None,
+    timeout: float | None = None,
+) -> Any: ...
+def listen(*events: Any, **policy: Any) -> Any:
+    """``@eventbus.listen(...)`` on the default bus; see :meth:`EventBus.listen`."""
+    return get_bus().listen(*events, **policy)

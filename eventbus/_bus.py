@@ -1,0 +1,538 @@
+"""EventBus: registration, dispatch, dispatch_now, lifecycle, defer and stats."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextvars import Context, ContextVar, copy_context
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from pydantic import BaseModel
+
+from ._event import Event
+from ._listener import (
+    EventListener,
+    Listener,
+    Policy,
+    RegistrationError,
+    qualified_name,
+    run_attempt,
+)
+from ._table import DispatchTable, Route
+from .drivers.base import Driver
+
+if TYPE_CHECKING:
+    from .testing import EventFake
+
+__all__ = ["EventBus", "Stats"]
+
+logger = logging.getLogger("eventbus")
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Event)
+
+FailureCallback = Callable[[Event, Listener, BaseException], Awaitable[None] | None]
+EventsMapping = Mapping[Any, Iterable[Any]]
+
+
+class Stats:
+    """Counters kept exactly by the bus; reading one is an attribute access.
+
+    ``dispatched`` counts events; ``queued`` and ``running`` are current gauges (jobs
+    waiting, jobs in a listener now); ``succeeded``, ``failed`` and ``dropped`` count jobs
+    (event x listener) in their final state; ``retried`` counts retries.
+    """
+
+    __slots__ = ("dispatched", "dropped", "failed", "queued", "retried", "running", "succeeded")
+
+    def __init__(self) -> None:
+        self.dispatched = 0
+        self.queued = 0
+        self.running = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.retried = 0
+        self.dropped = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _STATS_ORDER}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
+        return f"Stats({inner})"
+
+
+_STATS_ORDER = ("dispatched", "queued", "running", "succeeded", "failed", "retried", "dropped")
+
+
+class _DeferBuffer:
+    __slots__ = ("bus", "items", "open", "parent")
+
+    def __init__(self, bus: EventBus, parent: _DeferBuffer | None) -> None:
+        self.bus = bus
+        self.parent = parent
+        self.items: list[tuple[Event, Context]] = []
+        self.open = True
+
+    def for_bus(self, bus: EventBus) -> _DeferBuffer | None:
+        buffer: _DeferBuffer | None = self
+        while buffer is not None:
+            if buffer.bus is bus and buffer.open:
+                return buffer
+            buffer = buffer.parent
+        return None
+
+
+_deferred: ContextVar[_DeferBuffer | None] = ContextVar("eventbus.deferred", default=None)
+
+
+def _make_driver(
+    driver: Driver | str | None,
+    *,
+    max_concurrency: int,
+    max_queue: int,
+    on_full: Literal["wait", "raise"],
+    drain_timeout: float | None,
+) -> Driver:
+    if isinstance(driver, Driver):
+        return driver
+    name = driver if driver is not None else os.environ.get("QUEUE_DRIVER", "async_farm")
+    if name == "async_farm":
+        from .drivers.farm import AsyncFarm
+
+        return AsyncFarm(max_concurrency, max_queue, on_full, drain_timeout)
+    if name == "sync":
+        from .drivers.sync import SyncDriver
+
+        return SyncDriver()
+    if name == "rabbitmq":
+        from .drivers.rabbitmq import RabbitMQDriver
+
+        return RabbitMQDriver()
+    source = "driver=" if driver is not None else "QUEUE_DRIVER="
+    raise ValueError(
+        f"unknown queue driver {source}{name!r}; valid names are 'async_farm', 'sync', "
+        "'rabbitmq' (or pass a Driver instance)"
+    )
+
+
+class EventBus:
+    """Listeners by event type, and the ways to run them.
+
+    ``await bus.dispatch_now(event)`` runs every listener now, one after another, and raises
+    an :class:`ExceptionGroup` if any failed. ``await bus.dispatch(event)`` hands one job per
+    listener to the driver (the in-process farm by default) and returns without waiting.
+    """
+
+    def __init__(
+        self,
+        events: EventsMapping | None = None,
+        *,
+        driver: Driver | str | None = None,
+        max_concurrency: int = 100,
+        max_queue: int = 10_000,
+        on_full: Literal["wait", "raise"] = "wait",
+        drain_timeout: float | None = 30.0,
+        on_failure: FailureCallback | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or f"bus-{id(self):x}"
+        self.driver = _make_driver(
+            driver,
+            max_concurrency=max_concurrency,
+            max_queue=max_queue,
+            on_full=on_full,
+            drain_timeout=drain_timeout,
+        )
+        self.driver.bind(self)
+        self.on_failure = on_failure
+        self.stats = Stats()
+        self._table = DispatchTable(on_register=self.driver.check_registration)
+        self._cache = self._table._cache  # the hot path reads the compiled table directly
+        self._fake: EventFake | None = None
+        self._stack: AsyncExitStack | None = None
+        if events is not None:
+            self.register(events)
+
+    def __repr__(self) -> str:
+        return f"<EventBus {self.name} driver={self.driver.name}>"
+
+    # -- registration ---------------------------------------------------------------------
+
+    def register(self, events: EventsMapping) -> None:
+        """Register a provider mapping ``{EventType: [Listener, ...]}``."""
+        if not isinstance(events, Mapping):
+            raise RegistrationError(
+                f"events must be a dict of event class -> list of listeners, got "
+                f"{type(events).__name__}: {events!r}"
+            )
+        for key, listeners in events.items():
+            self._check_key(key)
+            if (
+                isinstance(listeners, str | bytes)
+                or not isinstance(listeners, Iterable)
+                or (isinstance(listeners, type))
+            ):
+                raise RegistrationError(
+                    f"the listeners for {_describe(key)} must be a list, got {listeners!r}; "
+                    f"write {{{getattr(key, '__name__', key)}: [{_short(listeners)}]}}"
+                )
+            for target in listeners:
+                self._table.add(key, self._table.listener(target))
+
+    @overload
+    def listen(self, target: T, /) -> T: ...
+    @overload
+    def listen(
+        self,
+        *events: type,
+        tries: int | None = None,
+        backoff: float | Iterable[float] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[T], T]: ...
+    def listen(
+        self,
+        *events: Any,
+        tries: int | None = None,
+        backoff: float | Iterable[float] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Register a listener class or function; returns it unchanged.
+
+        ``@bus.listen(NewChatEvent)`` or ``@bus.listen(A, B)`` name the events; a bare
+        ``@bus.listen`` reads them from the annotation of the handler's event parameter.
+        ``tries``, ``backoff`` and ``timeout`` set the policy (functions have no class
+        attributes to carry it).
+        """
+        has_policy = tries is not None or backoff is not None or timeout is not None
+        if len(events) == 1 and not has_policy and _looks_like_listener(events[0]):
+            target = events[0]
+            self._table.add_inferred(self._table.listener(target))
+            return target
+        for key in events:
+            self._check_key(key)
+
+        def decorator(target: T) -> T:
+            policy = _policy_for(target, tries, backoff, timeout) if has_policy else None
+            listener = self._table.listener(target, policy)
+            if events:
+                for key in events:
+                    self._table.add(key, listener)
+            else:
+                self._table.add_inferred(listener)
+            return target
+
+        return decorator
+
+    def listeners_for(self, event_type: type) -> list[Any]:
+        """The listener classes/functions an event of ``event_type`` reaches, in order."""
+        return [listener.target for listener in self._table.lookup(event_type)]
+
+    def routes_for(self, event_type: type) -> list[Route]:
+        """Like :meth:`listeners_for`, with each compiled listener and the class it hears."""
+        return self._table.routes(event_type)
+
+    def registered_types(self) -> list[type]:
+        """Every class something is registered on, in registration order."""
+        return self._table.keys()
+
+    def listeners(self) -> list[Listener]:
+        """Every compiled listener, in registration order."""
+        return self._table.all_listeners()
+
+    def _check_key(self, key: Any) -> None:
+        if not isinstance(key, type):
+            raise RegistrationError(
+                f"{key!r} is not an event class; keys are Event subclasses (or mixins of them)"
+            )
+        if issubclass(key, Event):
+            return
+        if issubclass(key, EventListener) or hasattr(key, "handle"):
+            raise RegistrationError(
+                f"{qualified_name(key)} is a listener, not an event; the provider maps event "
+                "classes to lists of listeners: {NewChatEvent: [GenerateChatTitle]}"
+            )
+        if issubclass(key, BaseModel) or key.__module__ == "builtins":
+            raise RegistrationError(
+                f"{qualified_name(key)} is not an Event subclass; make it "
+                "`class ...(eventbus.Event)` (plain mixin classes of events are allowed too)"
+            )
+
+    # -- dispatching ----------------------------------------------------------------------
+
+    def _listeners_of(self, event: Any) -> tuple[Listener, ...]:
+        if not isinstance(event, Event):
+            raise TypeError(
+                f"dispatch takes an Event instance, got {type(event).__qualname__}: {event!r}"
+                + (
+                    " (did you pass the class instead of an instance?)"
+                    if isinstance(event, type)
+                    else ""
+                )
+            )
+        return self._table.lookup(type(event))
+
+    async def dispatch_now(self, event: Event) -> None:
+        """Run every listener of ``event`` now, one after another, and wait for them.
+
+        Each listener runs once, in its own copy of the caller's context, with its timeout.
+        When any failed, an :class:`ExceptionGroup` of their exceptions is raised after the
+        rest have run; each carries a note naming its listener.
+        """
+        listeners = self._cache.get(type(event))
+        if listeners is None:
+            listeners = self._listeners_of(event)
+        self.stats.dispatched += 1
+        if self._fake is not None and self._fake.intercept(event):
+            return
+        if not listeners:
+            logger.debug(
+                "no listeners for %s", event.event_name, extra={"event_name": event.event_name}
+            )
+            return
+        errors: list[Exception] | None = None
+        stats = self.stats
+        for listener in listeners:
+            stats.running += 1
+            try:
+                exc = await run_attempt(listener, event, copy_context())
+            finally:
+                stats.running -= 1
+            if exc is None:
+                stats.succeeded += 1
+                continue
+            await self.job_failed(listener, event, exc, 1)
+            exc.add_note(f"raised by listener {listener.name} handling {event.event_name!r}")
+            if errors is None:
+                errors = []
+            errors.append(exc)  # type: ignore[arg-type]
+        if errors:
+            raise ExceptionGroup(
+                f"{len(errors)} of {len(listeners)} listener(s) failed handling "
+                f"{event.event_name!r}",
+                errors,
+            )
+
+    async def dispatch(self, event: Event) -> None:
+        """Queue one job per listener of ``event`` on the driver; don't wait for them.
+
+        Listener failures never reach the caller: they are retried per the listener's
+        policy, then logged, counted and passed to ``failed()`` and ``on_failure``.
+        """
+        listeners = self._cache.get(type(event))
+        if listeners is None:
+            listeners = self._listeners_of(event)
+        if self._fake is not None and self._fake.intercept(event):
+            self.stats.dispatched += 1
+            return
+        buffer = _deferred.get()
+        if buffer is not None and (buffer := buffer.for_bus(self)) is not None:
+            context = copy_context()
+            context.run(_deferred.set, None)  # released events dispatch for real
+            buffer.items.append((event, context))
+            return
+        self.stats.dispatched += 1
+        if listeners:
+            await self.driver.submit(event, listeners, copy_context())
+        else:
+            logger.debug(
+                "no listeners for %s", event.event_name, extra={"event_name": event.event_name}
+            )
+
+    async def _release(self, event: Event, context: Context) -> None:
+        listeners = self._table.lookup(type(event))
+        self.stats.dispatched += 1
+        if listeners:
+            await self.driver.submit(event, listeners, context)
+
+    @asynccontextmanager
+    async def defer(self) -> AsyncIterator[None]:
+        """Hold every ``dispatch`` in this block (and tasks it starts); release on success.
+
+        On an exception the held events are discarded — dispatch after the transaction or
+        request succeeded. Blocks nest: an inner block releases into the outer one.
+        """
+        parent = _deferred.get()
+        buffer = _DeferBuffer(self, parent)
+        token = _deferred.set(buffer)
+        try:
+            yield
+        except BaseException:
+            buffer.open = False
+            if buffer.items:
+                logger.info(
+                    "discarding %d deferred event(s) after an error: %s",
+                    len(buffer.items),
+                    ", ".join(event.event_name for event, _ in buffer.items),
+                )
+            raise
+        finally:
+            _deferred.reset(token)
+        buffer.open = False
+        outer = parent.for_bus(self) if parent is not None else None
+        if outer is not None:
+            outer.items.extend(buffer.items)
+            return
+        for index, (event, context) in enumerate(buffer.items):
+            try:
+                await self._release(event, context)
+            except BaseException as exc:
+                rest = len(buffer.items) - index
+                exc.add_note(f"{rest} deferred event(s) from this one on were not dispatched")
+                raise
+
+    # -- what drivers report --------------------------------------------------------------
+
+    def job_retrying(
+        self, listener: Listener, event: Event, exc: BaseException, attempt: int, delay: float
+    ) -> None:
+        self.stats.retried += 1
+        logger.warning(
+            "%s failed handling %s (attempt %d of %d), retrying in %ss: %r",
+            listener.name,
+            event.event_name,
+            attempt,
+            listener.policy.tries,
+            delay,
+            exc,
+            extra=_record(event, listener, attempt),
+        )
+
+    async def job_failed(
+        self, listener: Listener, event: Event, exc: BaseException, attempt: int
+    ) -> None:
+        """The last attempt failed: count, log, then ``failed()`` and ``on_failure``."""
+        self.stats.failed += 1
+        logger.error(
+            "%s failed handling %s (attempt %d of %d)",
+            listener.name,
+            event.event_name,
+            attempt,
+            listener.policy.tries,
+            exc_info=exc,
+            extra=_record(event, listener, attempt),
+        )
+        try:
+            await listener.call_failed(event, exc)
+        except Exception:
+            logger.exception(
+                "%s.failed() raised while handling the failure of %s",
+                listener.name,
+                event.event_name,
+                extra=_record(event, listener, attempt),
+            )
+        if self.on_failure is not None:
+            try:
+                result = self.on_failure(event, listener, exc)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception(
+                    "on_failure raised while reporting %s failing %s",
+                    listener.name,
+                    event.event_name,
+                    extra=_record(event, listener, attempt),
+                )
+
+    def job_dropped(self, listener: Listener, event: Event, state: str, attempt: int) -> None:
+        self.stats.dropped += 1
+        logger.error(
+            "dropped %s for %s (%s, attempt %d): the drain deadline passed",
+            listener.name,
+            event.event_name,
+            state,
+            attempt,
+            extra={**_record(event, listener, attempt), "state": state},
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> EventBus:
+        if self._stack is not None:
+            raise RuntimeError(f"{self!r} is already running")
+        stack = AsyncExitStack()
+        await stack.enter_async_context(self.driver.running())
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        assert stack is not None
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    def lifespan(self, app: Any) -> AbstractAsyncContextManager[None]:
+        """A Starlette/FastAPI lifespan: ``FastAPI(lifespan=bus.lifespan)``."""
+        return self._lifespan()
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        async with self:
+            yield
+
+    async def join(self) -> None:
+        """Wait until every job queued so far has finished (for scripts and tests)."""
+        await self.driver.join()
+
+    # -- testing --------------------------------------------------------------------------
+
+    def fake(
+        self, only: Iterable[type] | None = None, exclude: Iterable[type] | None = None
+    ) -> EventFake:
+        """Record dispatched events instead of running listeners (see :mod:`eventbus.testing`)."""
+        from .testing import EventFake
+
+        return EventFake(self, only=only, exclude=exclude)
+
+    def assert_listening(self, event_type: type, listener: Any) -> None:
+        """Assert that ``listener`` receives events of ``event_type`` (the MRO included)."""
+        reached = self.listeners_for(event_type)
+        if listener in reached:
+            return
+        names = ", ".join(qualified_name(t) for t in reached) or "no listeners"
+        raise AssertionError(
+            f"{qualified_name(listener)} does not listen to {qualified_name(event_type)}; "
+            f"it reaches: {names}"
+        )
+
+
+def _no_listeners(event: Event) -> None:
+    logger.debug("no listeners for %s", event.event_name, extra={"event_name": event.event_name})
+
+
+def _record(event: Event, listener: Listener, attempt: int) -> dict[str, Any]:
+    return {"event_name": event.event_name, "listener": listener.name, "attempt": attempt}
+
+
+def _looks_like_listener(obj: Any) -> bool:
+    if isinstance(obj, type):
+        return not issubclass(obj, Event) and hasattr(obj, "handle")
+    return callable(obj)
+
+
+def _policy_for(target: Any, tries: int | None, backoff: Any, timeout: float | None) -> Policy:
+    def pick(given: Any, attr: str, default: Any) -> Any:
+        return given if given is not None else getattr(target, attr, default)
+
+    return Policy(
+        pick(tries, "tries", 1),
+        pick(backoff, "backoff", 0),
+        pick(timeout, "timeout", None),
+        owner=qualified_name(target),
+    )
+
+
+def _describe(key: Any) -> str:
+    return qualified_name(key) if isinstance(key, type) else repr(key)
+
+
+def _short(obj: Any) -> str:
+    return getattr(obj, "__name__", None) or repr(obj)

@@ -1,0 +1,403 @@
+"""Listeners: classes with ``handle`` or plain functions, plus their retry/timeout policy.
+
+:class:`Listener` is the compiled form the table stores: it knows how to make the coroutine
+for one attempt as cheaply as possible, and :func:`run_attempt` runs that attempt inside a
+given :class:`contextvars.Context` so a listener's context changes stay its own.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import inspect
+import sys
+import typing
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from contextvars import Context, copy_context
+from types import UnionType
+from typing import Any, ClassVar
+
+import anyio
+import anyio.to_thread
+
+from ._event import Event
+
+__all__ = [
+    "EventListener",
+    "Listener",
+    "Policy",
+    "RegistrationError",
+    "listener_event_types",
+    "run_attempt",
+]
+
+
+class RegistrationError(TypeError):
+    """A listener, event key or provider was rejected when it was registered."""
+
+
+class EventListener:
+    """Base class for listener classes.
+
+    Implement ``async def handle(self, event)`` (or a plain ``def``, which runs in a worker
+    thread). A fresh instance handles each event, so ``__init__`` takes no arguments.
+    Class attributes set the policy for queued dispatch:
+
+    - ``tries``: attempts in all (default 1, no retry);
+    - ``backoff``: seconds before a retry, a number or one per retry (default 0);
+    - ``timeout``: seconds per attempt, ``None`` for no limit (applies in ``dispatch_now`` too).
+
+    ``async def failed(self, event, exc)`` is called once after the last failed attempt.
+    """
+
+    tries: ClassVar[int] = 1
+    backoff: ClassVar[float | Sequence[float]] = 0
+    timeout: ClassVar[float | None] = None
+
+    handle: ClassVar[Callable[..., Any]]
+
+    async def failed(self, event: Any, exc: BaseException) -> None:
+        """Called after the last attempt failed. Override for cleanup or user notices."""
+
+
+class Policy:
+    """How a queued job of one listener is attempted. Immutable; validated on creation."""
+
+    __slots__ = ("backoff", "timeout", "tries")
+
+    def __init__(
+        self,
+        tries: int = 1,
+        backoff: float | Sequence[float] = 0,
+        timeout: float | None = None,
+        *,
+        owner: str = "listener",
+    ) -> None:
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+            raise RegistrationError(f"{owner}: tries must be an int >= 1, got {tries!r}")
+        if isinstance(backoff, int | float) and not isinstance(backoff, bool):
+            delays: tuple[float, ...] = (float(backoff),)
+        elif isinstance(backoff, Sequence) and not isinstance(backoff, str) and backoff:
+            delays = tuple(backoff)
+        else:
+            raise RegistrationError(
+                f"{owner}: backoff must be seconds or a non-empty sequence of seconds, "
+                f"got {backoff!r}"
+            )
+        if any(isinstance(d, bool) or not isinstance(d, int | float) or d < 0 for d in delays):
+            raise RegistrationError(f"{owner}: backoff delays must be >= 0, got {backoff!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise RegistrationError(
+                f"{owner}: timeout must be > 0 seconds or None, got {timeout!r}"
+            )
+        self.tries = tries
+        self.backoff = delays
+        self.timeout = None if timeout is None else float(timeout)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed ``attempt`` (1-based) before the next one."""
+        return float(self.backoff[min(attempt, len(self.backoff)) - 1])
+
+    def as_dict(self) -> dict[str, Any]:
+        backoff: float | list[float] = (
+            self.backoff[0] if len(self.backoff) == 1 else list(self.backoff)
+        )
+        return {"tries": self.tries, "backoff": backoff, "timeout": self.timeout}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"Policy({fields})"
+
+
+class Listener:
+    """One registered listener: the user's class or function, its name and its policy."""
+
+    __slots__ = ("__weakref__", "_failed", "is_async", "make", "name", "policy", "target")
+
+    target: Any
+    name: str
+    policy: Policy
+    is_async: bool
+    #: ``make(event)`` returns the awaitable for one attempt; the hot path calls only this.
+    make: Callable[[Event], Awaitable[Any]]
+
+    def __init__(self, target: Any, policy: Policy | None = None) -> None:
+        self.target = target
+        self.name = qualified_name(target)
+        if isinstance(target, type):
+            handle = _class_handle(target)
+            _check_no_init_args(target)
+            self.policy = policy or Policy(
+                getattr(target, "tries", 1),
+                getattr(target, "backoff", 0),
+                getattr(target, "timeout", None),
+                owner=self.name,
+            )
+            self.is_async = inspect.iscoroutinefunction(handle)
+            if self.is_async:
+                self.make = _async_method_maker(target)
+            else:
+                self.make = functools.partial(_run_sync_method, target)
+            failed = getattr(target, "failed", None)
+            self._failed = failed if callable(failed) else None
+        elif inspect.isfunction(target) or inspect.ismethod(target) or _is_callable_object(target):
+            self.policy = policy or Policy(owner=self.name)
+            self.is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+                getattr(target, "__call__", None)  # noqa: B004 - async __call__ objects
+            )
+            self.make = target if self.is_async else functools.partial(_run_sync, target)
+            self._failed = None
+        else:
+            raise RegistrationError(
+                f"{target!r} is neither a listener class nor a function; pass a class with "
+                "a handle(self, event) method or an (async) function taking the event"
+            )
+
+    async def call_failed(self, event: Event, exc: BaseException) -> None:
+        """Run the class's ``failed`` hook, if any, on a fresh instance."""
+        if self._failed is None:
+            return
+        result = self.target().failed(event, exc)
+        if inspect.isawaitable(result):
+            await result
+
+    @property
+    def handler(self) -> Callable[..., Any]:
+        """The function whose first event parameter's annotation names the event types."""
+        if isinstance(self.target, type):
+            return _class_handle(self.target)
+        return self.target  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.name} {self.policy!r}>"
+
+
+def qualified_name(obj: Any) -> str:
+    module = getattr(obj, "__module__", None) or "?"
+    qualname = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{qualname}"
+
+
+def _is_callable_object(obj: Any) -> bool:
+    return not isinstance(obj, type) and callable(obj) and not inspect.isbuiltin(obj)
+
+
+def _class_handle(cls: type) -> Callable[..., Any]:
+    handle = inspect.getattr_static(cls, "handle", None)
+    if handle is None or not callable(getattr(cls, "handle", None)):
+        raise RegistrationError(
+            f"listener class {qualified_name(cls)} has no handle method; "
+            "define `async def handle(self, event) -> None`"
+        )
+    if isinstance(handle, staticmethod | classmethod):
+        raise RegistrationError(
+            f"{qualified_name(cls)}.handle must be a plain method `def handle(self, event)`"
+        )
+    return handle  # type: ignore[no-any-return]
+
+
+def _check_no_init_args(cls: type) -> None:
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
+        return
+    required = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise RegistrationError(
+            f"listener class {qualified_name(cls)} needs arguments {required} to be created; "
+            "a fresh instance handles each event, so __init__ must take no arguments "
+            "(read settings or services inside handle instead)"
+        )
+
+
+def _async_method_maker(cls: type) -> Callable[[Event], Awaitable[Any]]:
+    # Bound to the class once: per event this is one instance and one call.
+    def make(event: Event) -> Awaitable[Any]:
+        return cls().handle(event)  # type: ignore[no-any-return]
+
+    return make
+
+
+async def _run_sync(fn: Callable[[Event], Any], event: Event) -> Any:
+    # A copy of the (already per-listener) context, because a Context can only be entered
+    # by one thread at a time and the calling task may still be inside ours.
+    return await anyio.to_thread.run_sync(copy_context().run, fn, event)
+
+
+async def _run_sync_method(cls: type, event: Event) -> Any:
+    return await _run_sync(cls().handle, event)
+
+
+# --- running one attempt inside a context -----------------------------------------------
+
+
+class _InContext:
+    """Await a coroutine whose every step runs inside ``ctx``.
+
+    Running each ``send``/``throw`` through ``ctx.run`` gives a listener its own context
+    without a task per listener; whatever the coroutine yields (asyncio futures, trio traps)
+    passes through untouched, so cancellation and timeouts work as usual on both backends.
+    """
+
+    __slots__ = ("coro", "ctx", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], ctx: Context, first: Any) -> None:
+        self.coro = coro
+        self.ctx = ctx
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, run = self.coro, self.ctx.run
+        yielded = self.first
+        try:
+            while True:
+                try:
+                    value = yield yielded
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # delivered by the loop: forward it
+                    try:
+                        yielded = run(coro.throw, exc)
+                    except StopIteration as stop:
+                        return stop.value
+                else:
+                    try:
+                        yielded = run(coro.send, value)
+                    except StopIteration as stop:
+                        return stop.value
+        finally:
+            coro.close()
+
+
+async def _drive(awaitable: Awaitable[Any], ctx: Context) -> Any:
+    """Run ``awaitable`` to completion with each step inside ``ctx``."""
+    if not isinstance(awaitable, Coroutine):
+        awaitable = _as_coroutine(awaitable)
+    try:
+        first = ctx.run(awaitable.send, None)
+    except StopIteration as stop:  # the common case: done without suspending
+        return stop.value
+    return await _InContext(awaitable, ctx, first)
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+async def run_attempt(listener: Listener, event: Event, ctx: Context) -> BaseException | None:
+    """Run one attempt of ``listener`` for ``event`` inside ``ctx``; return what it raised.
+
+    Cancellation of the *caller* is never swallowed. A timeout becomes :class:`TimeoutError`.
+    """
+    timeout = listener.policy.timeout
+    try:
+        if timeout is None:
+            await _drive(ctx.run(listener.make, event), ctx)
+        else:
+            with anyio.fail_after(timeout):
+                await _drive(ctx.run(listener.make, event), ctx)
+    except Exception as exc:
+        return exc
+    return None
+
+
+# --- which event types does a listener's annotation name? ------------------------------
+
+
+def listener_event_types(listener: Any) -> tuple[type, ...]:
+    """Resolve the event types named by the annotation of the handler's event parameter.
+
+    String annotations (``from __future__ import annotations``, or a name imported only under
+    ``TYPE_CHECKING``) are evaluated against the handler's module, then against the known
+    :class:`Event` subclasses by class name. A union names several types.
+    """
+    handler = listener.handler if isinstance(listener, Listener) else _handler_of(listener)
+    name = qualified_name(listener.target if isinstance(listener, Listener) else listener)
+    params = list(inspect.signature(handler).parameters.values())
+    if (isinstance(listener, Listener) and isinstance(listener.target, type)) or (
+        not isinstance(listener, Listener) and isinstance(listener, type)
+    ):
+        params = params[1:]  # self
+    if not params:
+        raise RegistrationError(f"{name}: the handler takes no event parameter")
+    annotation = params[0].annotation
+    if annotation is inspect.Parameter.empty:
+        raise RegistrationError(
+            f"{name}: cannot infer the event type, the event parameter has no annotation; "
+            "annotate it (`event: NewChatEvent`) or name the events: @listen(NewChatEvent)"
+        )
+    resolved = _resolve(annotation, handler, name)
+    members = typing.get_args(resolved) if _is_union(resolved) else (resolved,)
+    for member in members:
+        if not (isinstance(member, type) and issubclass(member, Event)):
+            raise RegistrationError(
+                f"{name}: the event parameter's annotation {annotation!r} names {member!r}, "
+                "which is not an Event subclass"
+            )
+    return tuple(members)
+
+
+def _handler_of(target: Any) -> Callable[..., Any]:
+    return _class_handle(target) if isinstance(target, type) else target
+
+
+def _is_union(tp: Any) -> bool:
+    return isinstance(tp, UnionType) or typing.get_origin(tp) is typing.Union
+
+
+class _FallbackNames(dict[str, Any]):
+    """Module globals first, then Event subclasses by class name (unique ones only)."""
+
+    def __init__(self, module_globals: dict[str, Any], owner: str) -> None:
+        super().__init__(module_globals)
+        self.owner = owner
+
+    def __missing__(self, key: str) -> Any:
+        if hasattr(builtins, key):
+            return getattr(builtins, key)
+        found = {c for c in _all_event_classes() if c.__name__ == key}
+        if len(found) == 1:
+            return found.pop()
+        if not found:
+            raise RegistrationError(
+                f"{self.owner}: the annotation names {key!r}, which is neither importable from "
+                "the listener's module nor a known Event subclass; import the event module "
+                "before dispatching, or name the events explicitly: @listen(EventType)"
+            )
+        options = ", ".join(sorted(qualified_name(c) for c in found))
+        raise RegistrationError(
+            f"{self.owner}: the annotation names {key!r}, which is ambiguous ({options}); "
+            "name the event explicitly: @listen(EventType)"
+        )
+
+
+def _all_event_classes() -> Iterable[type[Event]]:
+    stack: list[type[Event]] = [Event]
+    while stack:
+        cls = stack.pop()
+        yield cls
+        stack.extend(cls.__subclasses__())
+
+
+def _resolve(annotation: Any, handler: Callable[..., Any], owner: str) -> Any:
+    if not isinstance(annotation, str):
+        return annotation
+    func = inspect.unwrap(handler)
+    module = sys.modules.get(getattr(func, "__module__", ""), None)
+    module_globals = dict(vars(module)) if module is not None else {}
+    module_globals.update(getattr(func, "__globals__", {}))
+    namespace = _FallbackNames(module_globals, owner)
+    try:
+        return eval(annotation, {"__builtins__": {}}, namespace)
+    except RegistrationError:
+        raise
+    except Exception as exc:
+        raise RegistrationError(
+            f"{owner}: cannot evaluate the event annotation {annotation!r}: {exc}"
+        ) from exc

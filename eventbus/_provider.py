@@ -1,0 +1,52 @@
+"""Loading registrations from a provider module (``app/event_provider.py``)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ._listener import RegistrationError
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["ProviderNotFound", "load_provider"]
+
+DEFAULT_PROVIDER = "app.event_provider"
+
+
+class ProviderNotFound(RegistrationError, ModuleNotFoundError):
+    """The provider module itself does not exist (not: one of its imports is missing)."""
+
+
+def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -> EventBus:
+    """Import ``module`` and register its ``events`` dict on ``bus`` (the default bus)."""
+    if bus is None:
+        from . import get_bus
+
+        bus = get_bus()
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+            raise ProviderNotFound(
+                f"provider module {module!r} was not found; create it with an `events` dict, "
+                "or point EVENTBUS_PROVIDER / --provider at yours (run from the project root "
+                "so it is importable)"
+            ) from exc
+        raise  # the provider exists but one of its own imports failed: show the real cause
+    events = getattr(imported, "events", None)
+    if events is None:
+        raise RegistrationError(
+            f"provider module {module!r} has no `events`; define "
+            "`events = {NewChatEvent: [GenerateChatTitle]}` in it"
+        )
+    if not isinstance(events, Mapping) or not all(
+        isinstance(listeners, list | tuple) for listeners in events.values()
+    ):
+        raise RegistrationError(
+            f"{module}.events must be a dict of event class -> list of listeners, got {events!r}"
+        )
+    bus.register(events)
+    return bus

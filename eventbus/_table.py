@@ -1,0 +1,147 @@
+"""Registrations and the dispatch table compiled from them, keyed by the event's MRO."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._event import Event
+from ._listener import (
+    EventListener,
+    Listener,
+    RegistrationError,
+    listener_event_types,
+    qualified_name,
+)
+
+__all__ = ["DispatchTable", "Route"]
+
+logger = logging.getLogger("eventbus")
+
+
+class Route(NamedTuple):
+    """A listener as an event type reaches it: through which class of its MRO."""
+
+    listener: Listener
+    key: type
+    inherited: bool
+
+
+class DispatchTable:
+    """Listeners by the class they were registered on, compiled per concrete event type.
+
+    A listener registered on a class (or a mixin) hears that class and every subclass. The
+    compiled tuple for an event type is cached, so a lookup is one dict access however many
+    unrelated types are registered; any registration clears the cache.
+    """
+
+    def __init__(self, on_register: Callable[[Listener, type], None] | None = None) -> None:
+        self._by_key: dict[type, list[Listener]] = {}
+        self._listeners: dict[Any, Listener] = {}  # target -> compiled listener
+        self._pending: list[Listener] = []  # inferred from annotations not resolvable yet
+        self._cache: dict[type, tuple[Listener, ...]] = {}
+        self._on_register = on_register
+
+    # -- registration -------------------------------------------------------------------
+
+    def listener(self, target: Any, policy: Any = None) -> Listener:
+        """The compiled :class:`Listener` for ``target``, created once per target."""
+        existing = self._listeners.get(target)
+        if existing is not None:
+            if policy is not None and existing.policy is not policy:
+                existing.policy = policy
+            return existing
+        compiled = Listener(target, policy)
+        self._listeners[target] = compiled
+        return compiled
+
+    def add(self, key: Any, listener: Listener) -> None:
+        if not isinstance(key, type):
+            raise RegistrationError(
+                f"cannot register {listener.name} for {key!r}: event keys are Event "
+                "subclasses (or mixin classes of events)"
+            )
+        if issubclass(key, EventListener) or (
+            not issubclass(key, Event) and hasattr(key, "handle")
+        ):
+            raise RegistrationError(
+                f"cannot register {listener.name} for {qualified_name(key)}: that is a "
+                "listener, not an event; the provider maps event classes to lists of listeners"
+            )
+        if self._on_register is not None:
+            self._on_register(listener, key)
+        bucket = self._by_key.setdefault(key, [])
+        if listener in bucket:
+            logger.debug(
+                "%s is already registered for %s; ignoring the repeat",
+                listener.name,
+                qualified_name(key),
+                extra={"listener": listener.name, "event_name": _name_of(key)},
+            )
+            return
+        bucket.append(listener)
+        self._cache.clear()
+
+    def add_inferred(self, listener: Listener) -> None:
+        """Register for the event types its annotation names, now or when first needed."""
+        try:
+            types = listener_event_types(listener)
+        except RegistrationError as exc:
+            if "neither importable" not in str(exc):
+                raise
+            self._pending.append(listener)  # a TYPE_CHECKING-only import: resolve later
+            self._cache.clear()
+            return
+        for key in types:
+            self.add(key, listener)
+
+    def _resolve_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for listener in pending:
+            for key in listener_event_types(listener):
+                self.add(key, listener)
+
+    # -- lookup -------------------------------------------------------------------------
+
+    def lookup(self, event_type: type) -> tuple[Listener, ...]:
+        """The listeners an event of ``event_type`` reaches, in order. The hot path."""
+        try:
+            return self._cache[event_type]
+        except KeyError:
+            return self._compile(event_type)
+
+    def _compile(self, event_type: type) -> tuple[Listener, ...]:
+        if self._pending:
+            self._resolve_pending()
+        compiled = tuple(route.listener for route in self.routes(event_type))
+        self._cache[event_type] = compiled
+        return compiled
+
+    def routes(self, event_type: type) -> list[Route]:
+        """Like :meth:`lookup`, with the class each listener was registered on."""
+        if self._pending:
+            self._resolve_pending()
+        seen: set[Listener] = set()
+        out: list[Route] = []
+        for cls in event_type.__mro__:
+            for listener in self._by_key.get(cls, ()):
+                if listener not in seen:
+                    seen.add(listener)
+                    out.append(Route(listener, cls, cls is not event_type))
+        return out
+
+    def keys(self) -> list[type]:
+        """Every class something is registered on, in registration order."""
+        if self._pending:
+            self._resolve_pending()
+        return list(self._by_key)
+
+    def all_listeners(self) -> list[Listener]:
+        if self._pending:
+            self._resolve_pending()
+        return list(self._listeners.values())
+
+
+def _name_of(key: type) -> str:
+    return getattr(key, "event_name", key.__qualname__)

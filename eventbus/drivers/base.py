@@ -1,0 +1,64 @@
+"""The seam between :class:`~eventbus.EventBus` and where queued jobs run.
+
+A driver receives, for each ``dispatch``, the event, the listeners it reaches (already
+looked up, in order) and the dispatching caller's context. Everything else (lookup, fakes,
+``defer``, the failure path, stats) stays in the bus, so a driver is small:
+
+- :meth:`Driver.submit` accepts one event's jobs. It must not raise for a *listener's*
+  failure; it may raise when it cannot accept the jobs (farm not running, queue full,
+  broker unreachable), and then none of the failure is silent.
+- :meth:`Driver.running` is entered by ``async with bus`` and owns whatever runs the jobs.
+- :meth:`Driver.join` waits for the jobs accepted so far.
+
+Jobs report back through the bus: ``bus.job_succeeded``, ``bus.job_retrying``,
+``bus.job_failed`` and ``bus.job_dropped`` keep the stats and logs uniform across drivers.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import Context
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .._bus import EventBus
+    from .._event import Event
+    from .._listener import Listener
+
+__all__ = ["Driver"]
+
+
+class Driver(abc.ABC):
+    """Where ``dispatch`` sends jobs. Subclass it to add a transport."""
+
+    #: The ``QUEUE_DRIVER`` name of this driver.
+    name: ClassVar[str]
+
+    bus: EventBus
+
+    def bind(self, bus: EventBus) -> None:
+        """Called once, by the bus that will use this driver."""
+        if getattr(self, "bus", None) is not None and self.bus is not bus:
+            raise ValueError(f"{type(self).__name__} is already used by another EventBus")
+        self.bus = bus
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Entered by ``async with bus``: start workers or connections, and stop them."""
+        yield
+
+    @abc.abstractmethod
+    async def submit(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
+        """Accept one job per listener for ``event``; each runs in its own copy of ``context``."""
+
+    async def join(self) -> None:  # noqa: B027 - optional hook, nothing to wait for by default
+        """Wait until every job accepted so far has finished."""
+
+    def check_registration(self, listener: Listener, key: type) -> None:  # noqa: B027
+        """Reject a registration this driver cannot carry (called when it is made)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings worth showing in ``eventbus list`` and logs."""
+        return {"driver": self.name}

@@ -1,0 +1,308 @@
+"""The ``async_farm`` driver: a bounded pool of workers in an anyio task group.
+
+``dispatch`` appends jobs to a deque and returns; it only yields to the event loop when the
+queue is full. ``max_concurrency`` workers take jobs off the deque and only yield when it is
+empty (or every few hundred jobs, so a flood of instant listeners cannot starve the loop).
+That keeps a job at a few deque operations plus the listener itself: no task, no stream,
+no lock per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import Context
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+
+from .._errors import FarmNotRunning, QueueFull
+from .._listener import run_attempt
+from .base import Driver
+
+if TYPE_CHECKING:
+    from .._event import Event
+    from .._listener import Listener
+
+__all__ = ["AsyncFarm"]
+
+logger = logging.getLogger("eventbus")
+
+#: Jobs a worker runs back to back before it lets other tasks in.
+_FAIRNESS_BATCH = 256
+
+
+class Job:
+    """One listener run for one event, with its own context and attempt number."""
+
+    __slots__ = ("attempt", "context", "event", "listener")
+
+    def __init__(self, listener: Listener, event: Event, context: Context, attempt: int) -> None:
+        self.listener = listener
+        self.event = event
+        self.context = context
+        self.attempt = attempt
+
+
+class AsyncFarm(Driver):
+    """Run jobs in this process on at most ``max_concurrency`` workers.
+
+    ``max_queue`` bounds the jobs waiting (memory stays bounded however fast producers
+    dispatch); when it is full ``dispatch`` waits for room, or raises :class:`QueueFull` with
+    ``on_full="raise"``. Leaving ``async with bus`` drains: every accepted job runs, up to
+    ``drain_timeout`` seconds, after which the rest are cancelled and reported as dropped.
+    """
+
+    name = "async_farm"
+
+    def __init__(
+        self,
+        max_concurrency: int = 100,
+        max_queue: int = 10_000,
+        on_full: Literal["wait", "raise"] = "wait",
+        drain_timeout: float | None = 30.0,
+    ) -> None:
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or (max_concurrency < 1)
+        ):
+            raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
+        if on_full not in ("wait", "raise"):
+            raise ValueError(f"on_full must be 'wait' or 'raise', got {on_full!r}")
+        if drain_timeout is not None and drain_timeout < 0:
+            raise ValueError(f"drain_timeout must be >= 0 seconds or None, got {drain_timeout!r}")
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self.on_full = on_full
+        self.drain_timeout = drain_timeout
+        self._jobs: deque[Job] = deque()
+        self._idle: deque[anyio.Event] = deque()  # workers waiting for a job
+        self._room: deque[anyio.Event] = deque()  # producers waiting for queue space
+        self._joiners: list[anyio.Event] = []
+        self._unfinished = 0  # queued + waiting to retry + running
+        self._delayed: set[Job] = set()  # waiting out a retry backoff
+        self._running: list[Job | None] = []
+        self._accepting = False
+        self._tg: TaskGroup | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "driver": self.name,
+            "max_concurrency": self.max_concurrency,
+            "max_queue": self.max_queue,
+            "on_full": self.on_full,
+            "drain_timeout": self.drain_timeout,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        if self._tg is not None:
+            raise RuntimeError(f"the farm of {self.bus!r} is already running")
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._running = [None] * self.max_concurrency
+            for slot in range(self.max_concurrency):
+                tg.start_soon(self._worker, slot, name=f"eventbus-worker-{slot}")
+            self._accepting = True
+            try:
+                yield
+            finally:
+                self._accepting = False
+                with anyio.CancelScope(shield=True):
+                    await self._drain()
+                tg.cancel_scope.cancel()
+        self._tg = None
+        self._report_leftovers()
+
+    async def _drain(self) -> None:
+        if not self._unfinished:
+            return
+        timeout = math.inf if self.drain_timeout is None else self.drain_timeout
+        with anyio.move_on_after(timeout) as scope:
+            await self.join()
+        if scope.cancelled_caught:
+            logger.error(
+                "drain timed out after %ss with %d job(s) unfinished; cancelling them",
+                self.drain_timeout,
+                self._unfinished,
+                extra={"unfinished": self._unfinished},
+            )
+
+    def _report_leftovers(self) -> None:
+        """Jobs still queued after the workers stopped: report each, never drop silently."""
+        while self._jobs:
+            job = self._jobs.popleft()
+            self.bus.stats.queued -= 1
+            self._finish()
+            self.bus.job_dropped(job.listener, job.event, "queued", job.attempt)
+
+    # -- producing ------------------------------------------------------------------------
+
+    async def submit(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
+        if not self._accepting:
+            raise FarmNotRunning(
+                f"{self.bus!r} cannot queue {event.event_name!r}: its async farm is not running. "
+                "Start it with `async with bus:`, `FastAPI(lifespan=bus.lifespan)`, or set "
+                "QUEUE_DRIVER=sync to run listeners inline."
+            )
+        jobs = self._jobs
+        count = len(listeners)
+        if len(jobs) + count <= self.max_queue:  # the fast path: room for all, never yields
+            if count == 1:
+                jobs.append(Job(listeners[0], event, context, 1))
+            else:
+                jobs.append(Job(listeners[0], event, context, 1))
+                for listener in listeners[1:]:
+                    jobs.append(Job(listener, event, context.copy(), 1))
+            self._accepted(count)
+            return
+        if self.on_full == "raise":
+            raise QueueFull(
+                f"cannot queue {event.event_name!r}: {len(jobs)} of {self.max_queue} job slots "
+                f"are taken and it needs {count}; raise max_queue, add workers, or use "
+                "on_full='wait' to wait for room"
+            )
+        await self._submit_waiting(event, listeners, context)
+
+    async def _submit_waiting(
+        self, event: Event, listeners: tuple[Listener, ...], context: Context
+    ) -> None:
+        pending = deque(
+            Job(listener, event, context if i == 0 else context.copy(), 1)
+            for i, listener in enumerate(listeners)
+        )
+        while pending:
+            while len(self._jobs) >= self.max_queue:
+                waiter = anyio.Event()
+                self._room.append(waiter)
+                try:
+                    await waiter.wait()
+                except BaseException:
+                    self._pass_room_on(waiter)
+                    raise
+                if not self._accepting:
+                    raise FarmNotRunning(
+                        f"{self.bus!r} stopped while {event.event_name!r} waited for room; "
+                        f"{len(pending)} of its jobs were not queued"
+                    )
+            self._jobs.append(pending.popleft())
+            self._accepted(1)
+
+    def _pass_room_on(self, waiter: anyio.Event) -> None:
+        # A cancelled producer must not swallow the wake-up meant for the next one.
+        if waiter in self._room:
+            self._room.remove(waiter)
+        elif self._room:
+            self._room.popleft().set()
+
+    def _accepted(self, count: int) -> None:
+        self._unfinished += count
+        self.bus.stats.queued += count
+        idle = self._idle
+        while count and idle:
+            idle.popleft().set()
+            count -= 1
+
+    # -- consuming ------------------------------------------------------------------------
+
+    async def _worker(self, slot: int) -> None:
+        jobs, idle, room = self._jobs, self._idle, self._room
+        running = self._running
+        stats = self.bus.stats
+        bus = self.bus
+        batch = 0
+        while True:
+            if not jobs:
+                batch = 0
+                waiter = anyio.Event()
+                idle.append(waiter)
+                await waiter.wait()
+                continue
+            job = jobs.popleft()
+            if room:
+                room.popleft().set()
+            stats.queued -= 1
+            stats.running += 1
+            running[slot] = job
+            finished = False
+            try:
+                exc = await run_attempt(job.listener, job.event, job.context)
+                finished = True
+            finally:
+                running[slot] = None
+                stats.running -= 1
+                if not finished:  # cancelled: the drain deadline passed
+                    self._finish()
+                    bus.job_dropped(job.listener, job.event, "running", job.attempt)
+            if exc is None:
+                stats.succeeded += 1
+                self._finish()
+            else:
+                await self._failed_attempt(job, exc)
+            batch += 1
+            if batch >= _FAIRNESS_BATCH:
+                batch = 0
+                await anyio.lowlevel.checkpoint()
+
+    async def _failed_attempt(self, job: Job, exc: BaseException) -> None:
+        policy = job.listener.policy
+        if job.attempt >= policy.tries:
+            try:
+                await self.bus.job_failed(job.listener, job.event, exc, job.attempt)
+            finally:
+                self._finish()
+            return
+        delay = policy.delay(job.attempt)
+        self.bus.job_retrying(job.listener, job.event, exc, job.attempt, delay)
+        job.attempt += 1
+        self.bus.stats.queued += 1
+        if delay <= 0:
+            self._requeue(job)
+        else:
+            assert self._tg is not None
+            self._delayed.add(job)
+            self._tg.start_soon(self._retry_later, job, delay)
+
+    async def _retry_later(self, job: Job, delay: float) -> None:
+        requeued = False
+        try:
+            await anyio.sleep(delay)
+            self._delayed.discard(job)
+            self._requeue(job)
+            requeued = True
+        finally:
+            if not requeued:  # cancelled by the drain deadline while waiting
+                self._delayed.discard(job)
+                self.bus.stats.queued -= 1
+                self._finish()
+                self.bus.job_dropped(job.listener, job.event, "waiting to retry", job.attempt)
+
+    def _requeue(self, job: Job) -> None:
+        # Retries were accepted already: they go past max_queue rather than wait for room,
+        # which could deadlock a pool whose every worker is retrying.
+        self._jobs.append(job)
+        if self._idle:
+            self._idle.popleft().set()
+
+    def _finish(self) -> None:
+        self._unfinished -= 1
+        if not self._unfinished and self._joiners:
+            joiners, self._joiners = self._joiners, []
+            for waiter in joiners:
+                waiter.set()
+
+    async def join(self) -> None:
+        while self._unfinished:
+            waiter = anyio.Event()
+            self._joiners.append(waiter)
+            await waiter.wait()
