@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 
 from . import context
 from ._bus import EventBus, Stats
+from ._discover import Discovery, discover
 from ._errors import EventBusError, FarmNotRunning, QueueFull, RegistrationError
 from ._event import Event
 from ._listener import EventListener, Listener, Policy
@@ -19,6 +20,7 @@ from .context import define_key
 from .drivers.base import Driver
 
 __all__ = [
+    "Discovery",
     "Driver",
     "Event",
     "EventBus",
@@ -34,6 +36,7 @@ __all__ = [
     "Stats",
     "context",
     "define_key",
+    "discover",
     "dispatch",
     "dispatch_now",
     "get_bus",

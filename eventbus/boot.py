@@ -1,0 +1,52 @@
+"""``import eventbus.boot``: fill the default bus from the app's provider module.
+
+Import it once where the app starts (``main.py``, the ASGI module, a worker entry point)::
+
+    import eventbus.boot  # noqa: F401
+
+It loads ``app.event_provider`` (or the module named by ``EVENTBUS_PROVIDER``) into the
+default bus. A project without that module boots with an empty bus and an info log, so
+library code can import this safely; a provider that fails while importing raises its own
+error, with a note saying which provider was being loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ._provider import DEFAULT_PROVIDER, ProviderNotFound, load_provider
+
+__all__ = ["PROVIDER_ENV", "boot", "provider"]
+
+logger = logging.getLogger("eventbus")
+
+#: Environment variable naming the provider module.
+PROVIDER_ENV = "EVENTBUS_PROVIDER"
+
+
+def boot(module: str | None = None) -> str | None:
+    """Load ``module`` (default: ``$EVENTBUS_PROVIDER`` or ``app.event_provider``).
+
+    Returns the module name that was loaded, or ``None`` when it does not exist.
+    """
+    name = module or os.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
+    try:
+        load_provider(name)
+    except ProviderNotFound:
+        logger.info(
+            "no event provider module %r; the default bus starts empty (set %s to point at "
+            "yours, and run from the project root so it is importable)",
+            name,
+            PROVIDER_ENV,
+        )
+        return None
+    except BaseException as exc:
+        exc.add_note(f"raised while eventbus.boot loaded the event provider {name!r}")
+        raise
+    logger.debug("loaded event provider %r into the default bus", name)
+    return name
+
+
+#: The provider module this import loaded, or ``None`` if there was none.
+provider: str | None = boot()

@@ -1,0 +1,126 @@
+"""``import eventbus.boot``: the provider fills the default bus; missing is fine, broken raises."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import eventbus
+
+PROVIDER = '''
+from eventbus import Event, EventListener
+
+
+class NewChatEvent(Event):
+    pass
+
+
+class GenerateChatTitle(EventListener):
+    async def handle(self, event: NewChatEvent) -> None: ...
+
+
+events = {NewChatEvent: [GenerateChatTitle]}
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    monkeypatch.delenv("EVENTBUS_PROVIDER", raising=False)
+    _forget()
+    yield tmp_path
+    _forget()
+
+
+def _forget() -> None:
+    for name in [n for n in sys.modules if n.split(".")[0] in ("app", "myapp")]:
+        del sys.modules[name]
+    sys.modules.pop("eventbus.boot", None)
+    importlib.invalidate_caches()
+
+
+def write(root: Path, path: str, source: str) -> None:
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(textwrap.dedent(source))
+
+
+def boot() -> ModuleType:
+    sys.modules.pop("eventbus.boot", None)
+    return importlib.import_module("eventbus.boot")
+
+
+def test_loads_app_event_provider_into_the_default_bus(project: Path) -> None:
+    write(project, "app/__init__.py", "")
+    write(project, "app/event_provider.py", PROVIDER)
+    module = boot()
+    provider = sys.modules["app.event_provider"]
+    assert module.provider == "app.event_provider"
+    assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [
+        provider.GenerateChatTitle
+    ]
+
+
+def test_environment_variable_names_the_provider(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(project, "myapp/__init__.py", "")
+    write(project, "myapp/wiring.py", PROVIDER)
+    monkeypatch.setenv("EVENTBUS_PROVIDER", "myapp.wiring")
+    assert boot().provider == "myapp.wiring"
+    provider = sys.modules["myapp.wiring"]
+    assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [
+        provider.GenerateChatTitle
+    ]
+
+
+def test_missing_provider_is_an_info_not_a_crash(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="eventbus"):
+        module = boot()
+    assert module.provider is None
+    assert eventbus.get_bus().registered_types() == []
+    [record] = [r for r in caplog.records if "no event provider" in r.getMessage()]
+    assert record.levelno == logging.INFO
+    assert "'app.event_provider'" in record.getMessage()
+
+
+def test_provider_failing_on_import_raises_its_real_cause(project: Path) -> None:
+    write(project, "app/__init__.py", "")
+    write(project, "app/event_provider.py", "import app.missing_dependency\nevents = {}\n")
+    with pytest.raises(ModuleNotFoundError) as exc:
+        boot()
+    assert exc.value.name == "app.missing_dependency"
+    assert any("eventbus.boot loaded the event provider" in n for n in exc.value.__notes__)
+    assert "eventbus.boot" not in sys.modules  # a later import tries again
+
+
+def test_provider_raising_an_error_raises_it(project: Path) -> None:
+    write(project, "app/__init__.py", "")
+    write(project, "app/event_provider.py", "raise RuntimeError('database url not set')\n")
+    with pytest.raises(RuntimeError, match="database url not set"):
+        boot()
+
+
+def test_provider_without_events_is_a_registration_error(project: Path) -> None:
+    write(project, "app/__init__.py", "")
+    write(project, "app/event_provider.py", "listeners = {}\n")
+    with pytest.raises(eventbus.RegistrationError, match="has no `events`"):
+        boot()
+
+
+def test_boot_function_loads_a_named_module(project: Path) -> None:
+    module = boot()
+    write(project, "myapp/__init__.py", "")
+    write(project, "myapp/wiring.py", PROVIDER)
+    assert module.boot("myapp.wiring") == "myapp.wiring"
+    assert module.boot("myapp.absent") is None
