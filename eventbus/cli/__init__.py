@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 __all__ = ["main"]
 
 #: Modules of ``eventbus.cli`` that add a command; add yours here.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("make", "listing", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def importable_cwd() -> None:
+    """Make the current directory importable, as ``python -m`` would.
+
+    The console script's ``sys.path[0]`` is its own bin folder, so without this ``eventbus
+    list`` run from the project root could not import ``app.event_provider``.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    importable_cwd()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
