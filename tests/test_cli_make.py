@@ -155,7 +155,15 @@ def test_missing_arguments_exit_2(project: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["make", "--help"], ["make", "event", "-h"], ["make", "listener", "-h"]]
+    "argv",
+    [
+        ["--help"],
+        ["make", "--help"],
+        ["make", "event", "-h"],
+        ["make", "listener", "-h"],
+        ["list", "--help"],
+        ["demo", "--help"],
+    ],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
