@@ -326,9 +326,6 @@ class EventBus:
         listeners = self._cache.get(type(event))
         if listeners is None:
             listeners = self._listeners_of(event)
-        if self._fake is not None and self._fake.intercept(event):
-            self.stats.dispatched += 1
-            return
         buffer = _deferred.get()
         if buffer is not None and (buffer := buffer.for_bus(self)) is not None:
             context = copy_context()
@@ -336,6 +333,8 @@ class EventBus:
             buffer.items.append((event, context))
             return
         self.stats.dispatched += 1
+        if self._fake is not None and self._fake.intercept(event):
+            return  # after defer: a fake records only what a real bus would run
         if listeners:
             await self.driver.submit(event, listeners, copy_context())
         else:
@@ -346,6 +345,8 @@ class EventBus:
     async def _release(self, event: Event, context: Context) -> None:
         listeners = self._table.lookup(type(event))
         self.stats.dispatched += 1
+        if self._fake is not None and self._fake.intercept(event):
+            return
         if listeners:
             await self.driver.submit(event, listeners, context)
 
@@ -485,7 +486,9 @@ class EventBus:
     # -- testing --------------------------------------------------------------------------
 
     def fake(
-        self, only: Iterable[type] | None = None, exclude: Iterable[type] | None = None
+        self,
+        only: Iterable[type] | type | None = None,
+        exclude: Iterable[type] | type | None = None,
     ) -> EventFake:
         """Record dispatched events instead of running listeners (see :mod:`eventbus.testing`)."""
         from .testing import EventFake
