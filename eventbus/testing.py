@@ -287,8 +287,7 @@ def _summary(events: list[Event]) -> list[str]:
     for event in events:
         counts[type(event)] = counts.get(type(event), 0) + 1
     return [
-        f"  {cls.__name__} ({getattr(cls, 'event_name', '?')!r}) x{n}"
-        for cls, n in counts.items()
+        f"  {cls.__name__} ({getattr(cls, 'event_name', '?')!r}) x{n}" for cls, n in counts.items()
     ]
 
 
