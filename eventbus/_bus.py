@@ -497,6 +497,11 @@ class EventBus:
 
     def assert_listening(self, event_type: type, listener: Any) -> None:
         """Assert that ``listener`` receives events of ``event_type`` (the MRO included)."""
+        if not isinstance(event_type, type):
+            raise TypeError(
+                f"assert_listening() takes an event class, got {event_type!r}; "
+                f"pass the class: assert_listening({type(event_type).__name__}, ...)"
+            )
         reached = self.listeners_for(event_type)
         if listener in reached:
             return

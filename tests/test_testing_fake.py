@@ -459,3 +459,9 @@ def test_assert_listening_works_on_a_faked_bus() -> None:
         bus.assert_listening(KitChatOpened, KitTitleListener)
         with pytest.raises(AssertionError, match=r"it reaches: .*KitWelcomeListener"):
             bus.assert_listening(KitSignup, KitTitleListener)
+
+
+def test_assert_listening_with_an_instance_is_a_clear_error() -> None:
+    bus = listening_bus()
+    with pytest.raises(TypeError, match=r"pass the class: assert_listening\(KitSignup"):
+        bus.assert_listening(KitSignup(email="e"), KitWelcomeListener)  # type: ignore[arg-type]
