@@ -5,7 +5,7 @@ The module-level functions work on a process-wide default bus (:func:`get_bus`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from . import context
@@ -77,6 +77,16 @@ async def dispatch_now(event: Event) -> None:
     await get_bus().dispatch_now(event)
 
 
+# An Event class first: otherwise `@listen(NewChatEvent)` would match `(target: T) -> T`.
+@overload
+def listen(
+    event: type[Event],
+    /,
+    *events: type,
+    tries: int | None = None,
+    backoff: float | Iterable[float] | None = None,
+    timeout: float | None = None,
+) -> Callable[[T], T]: ...
 @overload
 def listen(target: T, /) -> T: ...
 @overload
@@ -85,7 +95,7 @@ def listen(
     tries: int | None = None,
     backoff: float | Iterable[float] | None = None,
     timeout: float | None = None,
-) -> Any: ...
+) -> Callable[[T], T]: ...
 def listen(*events: Any, **policy: Any) -> Any:
     """``@eventbus.listen(...)`` on the default bus; see :meth:`EventBus.listen`."""
     return get_bus().listen(*events, **policy)

@@ -184,6 +184,17 @@ class EventBus:
             for target in listeners:
                 self._table.add(key, self._table.listener(target))
 
+    # An Event class first: otherwise `@bus.listen(NewChatEvent)` would match `(target: T) -> T`.
+    @overload
+    def listen(
+        self,
+        event: type[Event],
+        /,
+        *events: type,
+        tries: int | None = None,
+        backoff: float | Iterable[float] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[T], T]: ...
     @overload
     def listen(self, target: T, /) -> T: ...
     @overload
@@ -521,8 +532,10 @@ def _record(event: Event, listener: Listener, attempt: int) -> dict[str, Any]:
 
 
 def _looks_like_listener(obj: Any) -> bool:
-    if isinstance(obj, type):
-        return not issubclass(obj, Event) and hasattr(obj, "handle")
+    if isinstance(obj, type):  # an EventListener without handle: say so, don't take it as a key
+        return not issubclass(obj, Event) and (
+            hasattr(obj, "handle") or issubclass(obj, EventListener)
+        )
     return callable(obj)
 
 

@@ -394,7 +394,14 @@ def _resolve(annotation: Any, handler: Callable[..., Any], owner: str) -> Any:
     module_globals.update(getattr(func, "__globals__", {}))
     namespace = _FallbackNames(module_globals, owner)
     try:
-        return eval(annotation, {"__builtins__": {}}, namespace)
+        # `event: "NewChatEvent"` under `from __future__ import annotations` is a string of
+        # a string; unquote as often as needed (a few times at most in real code).
+        resolved: Any = annotation
+        for _ in range(3):
+            if not isinstance(resolved, str):
+                break
+            resolved = eval(resolved, {"__builtins__": {}}, namespace)
+        return resolved
     except RegistrationError:
         raise
     except Exception as exc:

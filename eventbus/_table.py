@@ -97,10 +97,21 @@ class DispatchTable:
             self.add(key, listener)
 
     def _resolve_pending(self) -> None:
+        # A listener whose name still resolves to nothing stays pending, so the error repeats
+        # on every lookup instead of the listener (and those after it) silently vanishing.
         pending, self._pending = self._pending, []
+        error: RegistrationError | None = None
         for listener in pending:
-            for key in listener_event_types(listener):
+            try:
+                types = listener_event_types(listener)
+            except RegistrationError as exc:
+                self._pending.append(listener)
+                error = error or exc
+                continue
+            for key in types:
                 self.add(key, listener)
+        if error is not None:
+            raise error
 
     # -- lookup -------------------------------------------------------------------------
 
@@ -115,7 +126,10 @@ class DispatchTable:
         if self._pending:
             self._resolve_pending()
         compiled = tuple(route.listener for route in self.routes(event_type))
-        self._cache[event_type] = compiled
+        if issubclass(event_type, Event):
+            # Only events: the bus's hot path trusts a cache hit to be an Event type, so
+            # introspecting a mixin (listeners_for(Mixin)) must not make it dispatchable.
+            self._cache[event_type] = compiled
         return compiled
 
     def routes(self, event_type: type) -> list[Route]:
