@@ -1,0 +1,239 @@
+"""The wire format of a queued job: a versioned JSON envelope, never pickle.
+
+One message carries one job (an event for one listener)::
+
+    {"v": 1, "job": "<job id>", "event_id": "<event id>", "event": "new_chat",
+     "listener": "app.listeners.GenerateChatTitle", "attempt": 1, "at": 1718000000.25,
+     "context": {"user_id": "u1"}, "data": {...the event's pydantic JSON...}}
+
+Names travel, code does not: a worker looks ``event`` and ``listener`` up in its own bus,
+so a message can never make a worker import or call anything it did not register. The
+event is encoded once per dispatch and checked to round-trip (``model_dump_json`` then
+``model_validate_json`` gives an equal event), so a type JSON cannot carry fails in the
+caller of ``dispatch``, not later in a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import PydanticSerializationError
+
+from .._errors import EventBusError
+
+if TYPE_CHECKING:
+    from .._event import Event
+
+__all__ = [
+    "CONTENT_TYPE",
+    "FORMAT_VERSION",
+    "Envelope",
+    "EventNotSerializable",
+    "EventTooLarge",
+    "PoisonMessage",
+    "decode_event",
+    "decode_head",
+    "encode",
+    "event_json",
+    "job_id",
+]
+
+#: Bumped when the envelope changes incompatibly; workers dead-letter other versions.
+FORMAT_VERSION = 1
+CONTENT_TYPE = "application/json"
+_JOB_NAMESPACE = uuid.UUID("6f1d1a8e-6a58-4d3e-9a4e-2f0c1f6a7b10")
+
+
+class EventNotSerializable(EventBusError, TypeError):
+    """An event (or a context value) cannot travel as JSON and come back equal."""
+
+
+class EventTooLarge(EventBusError, ValueError):
+    """An encoded job is larger than the driver's ``max_message_size``."""
+
+
+class PoisonMessage(Exception):
+    """A message a worker cannot run; ``reason`` goes into the dead-letter headers."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def event_json(event: Event) -> bytes:
+    """The event's pydantic JSON, after checking it decodes back to an equal event."""
+    cls = type(event)
+    try:
+        data = event.model_dump_json().encode()
+    except PydanticSerializationError as exc:
+        raise EventNotSerializable(
+            f"cannot send {cls.__qualname__} ({event.event_name!r}) to RabbitMQ: pydantic "
+            f"cannot serialize it to JSON ({exc}). Give the field's type a JSON form, e.g. "
+            "Annotated[ObjectId, PlainSerializer(str, when_used='json'), "
+            "BeforeValidator(ObjectId)] (see docs/reliability.md)"
+        ) from exc
+    try:
+        back = cls.model_validate_json(data)
+    except ValidationError as exc:
+        raise EventNotSerializable(
+            f"cannot send {cls.__qualname__} ({event.event_name!r}) to RabbitMQ: its JSON "
+            f"does not validate back into the event ({exc.error_count()} error(s): "
+            f"{exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}). Add a validator that "
+            "accepts the serialized form (see docs/reliability.md)"
+        ) from exc
+    if back != event:
+        changed = [
+            name
+            for name in cls.model_fields
+            if getattr(back, name, None) != getattr(event, name, None)
+        ]
+        raise EventNotSerializable(
+            f"cannot send {cls.__qualname__} ({event.event_name!r}) to RabbitMQ: field(s) "
+            f"{changed} do not survive a JSON round trip unchanged, so a worker would see "
+            "different data. Make the type's serializer and validator inverse "
+            "(see docs/reliability.md)"
+        )
+    return data
+
+
+def job_id(event_id: uuid.UUID, listener_name: str) -> str:
+    """Stable per (event, listener): retries and redeliveries keep it, for idempotency."""
+    return uuid.uuid5(event_id, listener_name).hex
+
+
+def encode(
+    *,
+    job: str,
+    event_id: str,
+    event_name: str,
+    listener: str,
+    attempt: int,
+    dispatched_at: float,
+    context: dict[str, Any],
+    data: bytes,
+) -> bytes:
+    """The message body for one job; ``data`` is the event JSON from :func:`event_json`."""
+    try:
+        head = json.dumps(
+            {
+                "v": FORMAT_VERSION,
+                "job": job,
+                "event_id": event_id,
+                "event": event_name,
+                "listener": listener,
+                "attempt": attempt,
+                "at": dispatched_at,
+                "context": context,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        bad = [k for k, v in context.items() if not _jsonable(v)]
+        raise EventNotSerializable(
+            f"cannot send {event_name!r} to RabbitMQ: the eventbus.context value(s) of "
+            f"{bad or 'some key'} are not JSON ({exc}); context keys that cross processes "
+            "must hold str, int, float, bool, None, lists or dicts of those"
+        ) from exc
+    return head[:-1].encode() + b',"data":' + data + b"}"
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class Envelope:
+    """A decoded job: who runs it, for which event, which attempt, in which context."""
+
+    __slots__ = (
+        "attempt",
+        "context",
+        "dispatched_at",
+        "event",
+        "event_id",
+        "event_name",
+        "job_id",
+        "listener",
+    )
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        self.job_id: str = head["job"]
+        self.event_id: str = head["event_id"]
+        self.event_name: str = head["event"]
+        self.listener: str = head["listener"]
+        self.attempt: int = head["attempt"]
+        self.dispatched_at: float = head["at"]
+        self.context: dict[str, Any] = head["context"]
+        self.event: Event | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Envelope job={self.job_id} {self.event_name} -> {self.listener} "
+            f"attempt {self.attempt}>"
+        )
+
+
+_HEAD_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("job", str),
+    ("event_id", str),
+    ("event", str),
+    ("listener", str),
+    ("attempt", int),
+    ("at", (int, float)),
+    ("context", dict),
+)
+
+
+def decode_head(body: bytes) -> tuple[Envelope, dict[str, Any]]:
+    """Parse the envelope (not yet the event); raise :class:`PoisonMessage` with a reason."""
+    try:
+        head = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PoisonMessage(f"undecodable body: not JSON ({exc})") from None
+    if not isinstance(head, dict):
+        raise PoisonMessage("undecodable body: not a JSON object")
+    version = head.get("v")
+    if version != FORMAT_VERSION:
+        raise PoisonMessage(f"unsupported envelope version {version!r} (this worker reads 1)")
+    for key, kind in _HEAD_TYPES:
+        value = head.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise PoisonMessage(f"malformed envelope: {key!r} is {value!r}")
+    if head["attempt"] < 1:
+        raise PoisonMessage(f"malformed envelope: attempt {head['attempt']!r}")
+    if "data" not in head:
+        raise PoisonMessage("malformed envelope: no 'data'")
+    return Envelope(head), head
+
+
+_adapters: dict[type, type[BaseModel]] = {}
+
+
+def decode_event(cls: type[Event], body: bytes) -> Event:
+    """Validate the envelope's ``data`` as ``cls`` in JSON mode, exactly as it was encoded."""
+    model = _adapters.get(cls)
+    if model is None:
+        model = create_model(
+            f"{cls.__name__}Envelope",
+            __config__=ConfigDict(extra="ignore"),
+            data=(cls, ...),
+        )
+        _adapters[cls] = model
+    try:
+        event: Event = model.model_validate_json(body).data  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"][1:]) or "(event)"
+        raise PoisonMessage(
+            f"schema mismatch for {cls.__qualname__}: {exc.error_count()} error(s), "
+            f"first at {loc}: {first['msg']}"
+        ) from None
+    return event

@@ -1,0 +1,399 @@
+"""The ``rabbitmq`` driver: ``dispatch`` publishes each job to RabbitMQ; workers run them.
+
+The producer side lives here: one long-lived robust connection per process (opened by
+``async with bus``), one channel with publisher confirms, persistent ``mandatory`` messages,
+and a publish timeout, so ``dispatch`` returns only once the broker holds every job of the
+event, and fails clearly instead of hanging when it cannot. The consumer side is
+:mod:`eventbus.worker` (``eventbus work``); the message format is :mod:`._wire`.
+
+Queues, for a queue name ``Q`` (default ``eventbus``):
+
+- ``Q``: a quorum queue with a delivery limit, dead-lettering into ``Q.dead``;
+- ``Q.dead``: the dead-letter queue (jobs that failed their last attempt, poison messages);
+- ``Q.retry.<ms>ms``: one delay queue per distinct backoff, whose queue-level TTL
+  dead-letters back into ``Q``, so different delays never block each other.
+
+aio-pika is asyncio-only, so this driver refuses to run under trio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import Context
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from yarl import URL
+
+from .. import context as _context
+from .._errors import EventBusError, FarmNotRunning
+from .._event import Event
+from .._listener import RegistrationError, qualified_name
+from . import _wire
+from .base import Driver
+
+if TYPE_CHECKING:
+    from .._listener import Listener
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "DEFAULT_URL",
+    "BrokerError",
+    "RabbitMQDriver",
+    "Topology",
+    "require_asyncio",
+]
+
+logger = logging.getLogger("eventbus")
+
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_QUEUE = "eventbus"
+#: Environment variables read when the driver is created by name (``QUEUE_DRIVER=rabbitmq``).
+URL_ENV = "RABBITMQ_URL"
+QUEUE_ENV = "EVENTBUS_QUEUE"
+
+_snapshot = _context.snapshot
+_PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+#: Errors after which a publish is retried once the robust connection is back.
+_TRANSIENT = (
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelClosed,
+    ConnectionError,
+    OSError,
+)
+
+
+class BrokerError(EventBusError, ConnectionError):
+    """RabbitMQ could not take a job: unreachable, no confirm in time, unroutable, nacked."""
+
+
+def require_asyncio(what: str) -> None:
+    """Raise when called under trio: aio-pika only runs on asyncio."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{what}: the rabbitmq driver needs asyncio (aio-pika is asyncio-only), but this code "
+        "runs under trio. Use driver='async_farm' or 'sync' under trio, or run the app on "
+        "asyncio (anyio.run(main, backend='asyncio'))"
+    )
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError):
+        return "<unparsable url>"
+    return str(parsed.with_password("***")) if parsed.password else str(parsed)
+
+
+class Topology:
+    """The queue names and arguments of one bus queue; declaring them is idempotent."""
+
+    def __init__(self, queue: str, delivery_limit: int = 20) -> None:
+        if not queue or not isinstance(queue, str) or len(queue) > 200:
+            raise ValueError(f"queue must be a non-empty str of at most 200 chars, got {queue!r}")
+        self.queue = queue
+        self.dead = f"{queue}.dead"
+        self.delivery_limit = delivery_limit
+        self._delays: set[int] = set()
+
+    def work_arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dead,
+        }
+
+    def delay_queue(self, delay: float) -> tuple[str, int]:
+        """The name and TTL (ms) of the delay queue for a backoff of ``delay`` seconds."""
+        ms = max(1, round(delay * 1000))
+        return f"{self.queue}.retry.{ms}ms", ms
+
+    async def declare(self, connection: AbstractRobustConnection) -> None:
+        """Declare the work and dead-letter queues (a no-op when they exist alike)."""
+        await self._declare(connection, self.dead, {"x-queue-type": "quorum"})
+        await self._declare(connection, self.queue, self.work_arguments())
+
+    async def declare_delay(self, connection: AbstractRobustConnection, delay: float) -> str:
+        name, ms = self.delay_queue(delay)
+        if ms not in self._delays:
+            arguments = {
+                "x-message-ttl": ms,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.queue,
+            }
+            await self._declare(connection, name, arguments)
+            self._delays.add(ms)
+        return name
+
+    async def _declare(
+        self, connection: AbstractRobustConnection, name: str, arguments: dict[str, Any]
+    ) -> None:
+        # A throwaway channel: a mismatch closes it, and the error can say what to do.
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise BrokerError(
+                f"RabbitMQ queue {name!r} exists with other settings than eventbus declares "
+                f"({exc}); delete it (`rabbitmqctl delete_queue {name}`) or choose another "
+                "queue name"
+            ) from exc
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+
+class RabbitMQDriver(Driver):
+    """Publish jobs to RabbitMQ for ``eventbus work`` processes to run.
+
+    ``url`` defaults to ``$RABBITMQ_URL`` or ``amqp://guest:guest@127.0.0.1:5672/``;
+    ``queue`` to ``$EVENTBUS_QUEUE`` or ``"eventbus"``. ``async with bus`` opens the
+    connection; ``dispatch`` without it raises (it never connects behind your back, so the
+    connection's lifetime is always the app's). ``publish_timeout`` bounds how long one
+    ``dispatch`` waits for the broker's confirms, reconnects included.
+    """
+
+    name = "rabbitmq"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        queue: str | None = None,
+        max_message_size: int = 1024 * 1024,
+        publish_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
+        delivery_limit: int = 20,
+    ) -> None:
+        require_asyncio("EventBus(driver='rabbitmq')")
+        if max_message_size < 1:
+            raise ValueError(f"max_message_size must be >= 1 byte, got {max_message_size!r}")
+        if publish_timeout <= 0:
+            raise ValueError(f"publish_timeout must be > 0 seconds, got {publish_timeout!r}")
+        if delivery_limit < 1:
+            raise ValueError(f"delivery_limit must be >= 1, got {delivery_limit!r}")
+        self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
+        self.topology = Topology(
+            queue or os.environ.get(QUEUE_ENV) or DEFAULT_QUEUE, delivery_limit
+        )
+        self.max_message_size = max_message_size
+        self.publish_timeout = publish_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_interval = reconnect_interval
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._event_names: dict[str, type] = {}
+        self._listener_names: dict[str, Listener] = {}
+        self._sendable: set[type] = set()
+
+    @property
+    def queue(self) -> str:
+        return self.topology.queue
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "driver": self.name,
+            "url": safe_url(self.url),
+            "queue": self.queue,
+            "max_message_size": self.max_message_size,
+            "publish_timeout": self.publish_timeout,
+            "delivery_limit": self.topology.delivery_limit,
+        }
+
+    # -- registration: names are the wire's only link to code ------------------------------
+
+    def check_registration(self, listener: Listener, key: type) -> None:
+        if isinstance(key, type) and issubclass(key, Event):
+            self._claim_event_name(key, "registering")
+        other = self._listener_names.get(listener.name)
+        if other is not None and other is not listener:
+            raise RegistrationError(
+                f"two listeners are named {listener.name!r} on {self.bus!r}; the rabbitmq "
+                "driver finds listeners by module.qualname, so give one of them another name "
+                "(or define it at module level)"
+            )
+        self._listener_names[listener.name] = listener
+
+    def _claim_event_name(self, cls: type[Event], doing: str) -> None:
+        other = self._event_names.get(cls.event_name)
+        if other is not None and other is not cls:
+            raise RegistrationError(
+                f"{qualified_name(cls)} and {qualified_name(other)} share the event_name "
+                f"{cls.event_name!r} on {self.bus!r} (found while {doing}); the rabbitmq "
+                "driver finds event classes by name, so set a distinct "
+                "`event_name = '...'` on one of them"
+            )
+        self._event_names[cls.event_name] = cls
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        """The open connection (``async with bus``); workers open their channels on it."""
+        if self._connection is None:
+            raise self._not_connected("use the connection")
+        return self._connection
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        require_asyncio("async with bus (driver='rabbitmq')")
+        if self._connection is not None:
+            raise RuntimeError(f"the RabbitMQ connection of {self.bus!r} is already open")
+        connection = await self._connect()
+        try:
+            await self.topology.declare(connection)
+            self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._connection = connection
+            yield
+        finally:
+            self._channel = None
+            self._connection = None
+            await connection.close()
+
+    async def _connect(self) -> AbstractRobustConnection:
+        try:
+            return await aio_pika.connect_robust(
+                self.url,
+                timeout=self.connect_timeout,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": f"eventbus {self.bus.name} {os.getpid()}"},
+            )
+        except (TimeoutError, aiormq.exceptions.AMQPError, OSError) as exc:
+            raise BrokerError(
+                f"cannot connect to RabbitMQ at {safe_url(self.url)} for {self.bus!r}: "
+                f"{type(exc).__name__}: {exc}. Is the broker running? Set RABBITMQ_URL "
+                "(or RabbitMQDriver(url=...)) to where it is"
+            ) from exc
+
+    def _not_connected(self, doing: str) -> FarmNotRunning:
+        return FarmNotRunning(
+            f"{self.bus!r} cannot {doing}: its RabbitMQ connection is not open. Open it with "
+            "`async with bus:` or `FastAPI(lifespan=bus.lifespan)` (the driver does not "
+            "connect lazily), or set QUEUE_DRIVER=sync / async_farm to run listeners here"
+        )
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def submit(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
+        if self._channel is None:
+            raise self._not_connected(f"queue {event.event_name!r}")
+        cls = type(event)
+        if cls not in self._sendable:
+            self._claim_event_name(cls, "dispatching")
+            self._sendable.add(cls)
+        data = _wire.event_json(event)
+        snapshot = context.run(_snapshot)
+        event_uuid = uuid.uuid4()
+        event_id = event_uuid.hex
+        now = time.time()
+        jobs: list[tuple[str, bytes]] = []
+        for listener in listeners:
+            job = _wire.job_id(event_uuid, listener.name)
+            body = _wire.encode(
+                job=job,
+                event_id=event_id,
+                event_name=event.event_name,
+                listener=listener.name,
+                attempt=1,
+                dispatched_at=now,
+                context=snapshot,
+                data=data,
+            )
+            if len(body) > self.max_message_size:
+                raise _wire.EventTooLarge(
+                    f"cannot queue {cls.__qualname__} ({event.event_name!r}): its message is "
+                    f"{len(body)} bytes, over max_message_size={self.max_message_size}; send "
+                    "a reference (an id or URL) instead of the payload, or raise the limit "
+                    "(RabbitMQDriver(max_message_size=...))"
+                )
+            jobs.append((job, body))
+        queue = self.topology.queue
+        what = f"{event.event_name!r}"
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                if len(jobs) == 1:
+                    await self._publish(jobs[0][1], queue, jobs[0][0], None, what)
+                else:
+                    await asyncio.gather(
+                        *(self._publish(body, queue, job, None, what) for job, body in jobs)
+                    )
+        except TimeoutError:
+            raise self._timeout(what, len(jobs)) from None
+
+    async def publish(
+        self,
+        body: bytes,
+        routing_key: str,
+        *,
+        message_id: str,
+        headers: dict[str, Any] | None = None,
+        what: str = "a job",
+    ) -> None:
+        """Publish one persistent message and wait for its confirm (the worker's copies)."""
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                await self._publish(body, routing_key, message_id, headers, what)
+        except TimeoutError:
+            raise self._timeout(what, 1) from None
+
+    def _timeout(self, what: str, count: int) -> BrokerError:
+        return BrokerError(
+            f"RabbitMQ at {safe_url(self.url)} did not confirm {count} job(s) of {what} within "
+            f"publish_timeout={self.publish_timeout}s (broker unreachable, blocked or "
+            "overloaded); the event may or may not be queued"
+        )
+
+    async def _publish(
+        self,
+        body: bytes,
+        routing_key: str,
+        message_id: str,
+        headers: dict[str, Any] | None,
+        what: str,
+    ) -> None:
+        message = aio_pika.Message(
+            body,
+            delivery_mode=_PERSISTENT,
+            content_type=_wire.CONTENT_TYPE,
+            message_id=message_id,
+            headers=headers,
+        )
+        while True:
+            channel = self._channel
+            if channel is None:
+                raise self._not_connected(f"queue {what}")
+            try:
+                await channel.default_exchange.publish(message, routing_key, mandatory=True)
+                return
+            except aiormq.exceptions.PublishError as exc:
+                raise BrokerError(
+                    f"RabbitMQ could not route {what} to queue {routing_key!r} (does it exist? "
+                    f"it is declared by `async with bus`): {exc}"
+                ) from exc
+            except aiormq.exceptions.DeliveryError as exc:
+                raise BrokerError(f"RabbitMQ refused {what} (nack): {exc}") from exc
+            except _TRANSIENT as exc:
+                # The robust connection is reconnecting: wait for it, then publish again
+                # (at-least-once: a publish whose confirm was lost may be queued twice).
+                logger.debug("publish of %s interrupted (%r); retrying", what, exc)
+                await asyncio.sleep(0.05)
+                await channel.ready()
