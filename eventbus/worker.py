@@ -192,6 +192,7 @@ class Worker:
         """Consume until ``stop`` is set, then shut down gracefully (``hurry``: skip grace)."""
         self._load_names()
         async with self.bus:
+            self._watch_connection()
             channel = await self.driver.connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=self.concurrency)
             topology = self.driver.topology
@@ -224,6 +225,23 @@ class Worker:
                         await channel.close()
         logger.info("eventbus worker stopped: %r", self.report)
         return self.report
+
+    def _watch_connection(self) -> None:
+        connection = self.driver.connection
+        lost_at: list[float] = []
+
+        def lost(_: Any, exc: BaseException | None = None) -> None:
+            if self._stopping or connection.is_closed:
+                return
+            lost_at[:] = [time.monotonic()]
+            logger.warning("eventbus worker lost its RabbitMQ connection (%r); reconnecting", exc)
+
+        def back(_: Any) -> None:
+            took = time.monotonic() - lost_at[0] if lost_at else 0.0
+            logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took)
+
+        connection.close_callbacks.add(lost)
+        connection.reconnect_callbacks.add(back)
 
     async def _shutdown(
         self,

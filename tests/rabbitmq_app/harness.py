@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import subprocess
@@ -208,7 +209,12 @@ def worker_pool(queue: str, tmp_path: Path) -> Iterator[Any]:
 async def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.05) -> None:
     """Poll ``predicate()`` (state in other processes has no event to await) until true."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        ok = predicate()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(poll)

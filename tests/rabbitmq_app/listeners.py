@@ -42,6 +42,7 @@ class Record(EventListener):
 
 class SlowRecord(EventListener):
     async def handle(self, event: Slow) -> None:
+        record("start", event.n)
         await asyncio.sleep(event.seconds)
         record("done", event.n)
 

@@ -1,0 +1,395 @@
+"""Fault tests: real RabbitMQ, real ``eventbus work`` processes (``tests/rabbitmq_app``).
+
+Each test prints its figures (run with ``-s`` to see them); docs/reliability.md records a
+run. Work in other processes has no event to await, so completion is observed by polling
+the workers' result files under a deadline (``wait_until``), never by a bare sleep.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import anyio
+import pytest
+
+from eventbus import EventBus, context
+from eventbus.drivers import _wire
+from eventbus.drivers.rabbitmq import RabbitMQDriver
+from eventbus.worker import ATTEMPTS_HEADER, ERROR_TYPE_HEADER, REASON_HEADER
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rabbitmq_app.event_provider import events as app_events
+from rabbitmq_app.events import Doomed, Numbered, Slow
+from rabbitmq_app.harness import (
+    URL_,
+    Record,
+    depth,
+    drain,
+    fresh_queue,
+    results,
+    wait_until,
+    worker_pool,
+)
+from rabbitmq_app.listeners import UserId
+
+pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    yield from fresh_queue()
+
+
+@pytest.fixture
+def workers(queue: str, tmp_path: Path) -> Iterator[Any]:
+    yield from worker_pool(queue, tmp_path)
+
+
+def producer(queue: str, **options: Any) -> EventBus:
+    return EventBus(app_events, driver=RabbitMQDriver(URL_, queue=queue, **options))
+
+
+def figure(text: str) -> None:
+    print(f"\n[reliability] {text}")
+
+
+async def dispatch_all(bus: EventBus, events: list[Any], parallel: int = 64) -> None:
+    """Dispatch ``events`` from ``parallel`` tasks (each dispatch awaits its confirm)."""
+    it = iter(events)
+
+    async def pump() -> None:
+        for event in it:
+            await bus.dispatch(event)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(parallel):
+            tg.start_soon(pump)
+
+
+def done_by_n(records: list[Record]) -> collections.Counter[int]:
+    return collections.Counter(r.n for r in records if r.kind == "done")
+
+
+async def test_10k_dispatches_through_2_workers_none_lost_none_duplicated(
+    queue: str, workers: Any
+) -> None:
+    await workers(2, "--concurrency", "50")
+    total = 10_000
+    bus = producer(queue)
+    started = time.perf_counter()
+    async with bus:
+        await dispatch_all(bus, [Numbered(n=n) for n in range(total)])
+    published = time.perf_counter() - started
+    await wait_until(lambda: len(done_by_n(results(workers.results))) >= total, 120, "10 000 jobs")
+    elapsed = time.perf_counter() - started
+    records = results(workers.results)
+    counts = done_by_n(records)
+    lost = total - len(counts)
+    duplicates = sum(c - 1 for c in counts.values())
+    per_worker = collections.Counter(r.pid for r in records)
+    figure(
+        f"10 000 dispatches, 2 workers: completed={len(counts)} lost={lost} "
+        f"duplicates={duplicates} (per worker {sorted(per_worker.values())}); published in "
+        f"{published:.1f}s, all run in {elapsed:.1f}s ({total / elapsed:.0f} jobs/s)"
+    )
+    assert (len(counts), lost, duplicates) == (total, 0, 0)
+    assert set(counts) == set(range(total))
+    assert len(per_worker) == 2  # both workers took part
+
+
+async def test_sigkill_one_of_two_workers_loses_nothing(queue: str, workers: Any) -> None:
+    prefetch = 20
+    victim, survivor = await workers(2, "--concurrency", str(prefetch))
+    total = 2000
+    bus = producer(queue)
+    async with bus:
+        await dispatch_all(bus, [Slow(n=n, seconds=0.02) for n in range(total)])
+    await wait_until(
+        lambda: sum(1 for r in results(workers.results) if r.pid == victim.pid) >= 300,
+        60,
+        "the victim to be busy",
+    )
+    victim.signal(signal.SIGKILL)
+    killed_at = time.time()
+    assert await victim.wait(5) == -signal.SIGKILL
+    await wait_until(lambda: len(done_by_n(results(workers.results))) >= total, 120, "all jobs")
+    records = results(workers.results)
+    counts = done_by_n(records)
+    lost = total - len(counts)
+    duplicates = sum(c - 1 for c in counts.values())
+    redelivered = [r for r in records if r.redelivered and r.pid == survivor.pid]
+    first = min((r.at for r in redelivered), default=float("nan"))
+    figure(
+        f"SIGKILL 1 of 2 workers (prefetch {prefetch}) mid-run: lost={lost} "
+        f"duplicates={duplicates} (bound {prefetch}); {len({r.n for r in redelivered})} "
+        f"job(s) redelivered to the survivor, first {first - killed_at:.3f}s after the kill"
+    )
+    assert lost == 0 and set(counts) == set(range(total))
+    assert duplicates <= prefetch
+    assert redelivered, "the victim's unacked jobs were redelivered to the survivor"
+
+
+async def test_sigterm_with_short_jobs_finishes_them_all(queue: str, workers: Any) -> None:
+    (worker,) = await workers(1, "--concurrency", "10", "--grace", "10")
+    bus = producer(queue)
+    async with bus:
+        await dispatch_all(bus, [Slow(n=n, seconds=0.5) for n in range(10)])
+    await wait_until(
+        lambda: sum(r.kind == "start" for r in results(workers.results)) == 10, 20, "10 starts"
+    )
+    worker.signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    code = await worker.wait(15)
+    took = time.monotonic() - signalled
+    records = results(workers.results)
+    counts = done_by_n(records)
+    ready, _ = await depth(queue)
+    figure(
+        f"SIGTERM, 10 jobs of 0.5s in flight, grace 10s: completed={len(counts)} "
+        f"requeued={ready} exit code {code} after {took:.2f}s"
+    )
+    assert code == 0
+    assert sorted(counts) == list(range(10)) and set(counts.values()) == {1}
+    assert ready == 0
+    assert took < 10
+
+
+async def test_sigterm_with_long_jobs_requeues_them_within_grace(queue: str, workers: Any) -> None:
+    grace = 1.0
+    (worker,) = await workers(1, "--concurrency", "4", "--grace", str(grace))
+    bus = producer(queue)
+    async with bus:
+        await dispatch_all(bus, [Slow(n=n, seconds=60) for n in range(6)])
+    await wait_until(
+        lambda: sum(r.kind == "start" for r in results(workers.results)) == 4, 20, "4 starts"
+    )
+    worker.signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    code = await worker.wait(grace + 5)
+    took = time.monotonic() - signalled
+    await wait_until(lambda: _is_ready(queue, 6), 10, "6 messages ready again")
+    output = worker.output()
+    figure(
+        f"SIGTERM, 4 jobs of 60s in flight (+2 queued), grace {grace}s: exit code {code} "
+        f"after {took:.2f}s; requeued={await _ready(queue) - 2} in-flight (all 6 ready again); "
+        f"completed={len(done_by_n(results(workers.results)))}"
+    )
+    assert code == 0
+    assert took < grace + 1
+    assert "4 job(s) running after the 1.0s grace period" in output
+    assert not done_by_n(results(workers.results))
+
+
+async def _ready(queue: str) -> int:
+    return (await depth(queue))[0]
+
+
+async def _is_ready(queue: str, count: int) -> bool:
+    return await _ready(queue) == count
+
+
+async def test_broker_connection_drop_loses_no_confirmed_job(queue: str, workers: Any) -> None:
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    assert rabbitmqctl, "rabbitmqctl is needed to close connections from the broker side"
+    started = await workers(2, "--concurrency", "20")
+    bus = producer(queue, publish_timeout=30)
+    confirmed: set[int] = set()
+    failed: list[BaseException] = []
+    drop: dict[str, float] = {}
+    sent = 0
+    async with bus:
+        connection = bus.driver.connection  # type: ignore[attr-defined]
+        connection.close_callbacks.add(lambda *_: drop.setdefault("closed", time.time()))
+        connection.reconnect_callbacks.add(lambda *_: drop.setdefault("back", time.time()))
+
+        async def one(n: int) -> None:
+            try:
+                await bus.dispatch(Numbered(n=n))
+            except Exception as exc:  # counted: an unconfirmed dispatch may be lost
+                failed.append(exc)
+            else:
+                confirmed.add(n)
+
+        async def produce() -> None:
+            # Paced load (~2 500/s) that lasts until 1 000 dispatches after the reconnect.
+            nonlocal sent
+            async with anyio.create_task_group() as tg:
+                while sent < 30_000 and ("back" not in drop or sent < drop["sent"] + 1000):
+                    tg.start_soon(one, sent)
+                    sent += 1
+                    if sent % 50 == 0:
+                        await anyio.sleep(0.02)
+                    if "back" in drop and "sent" not in drop:
+                        drop["sent"] = sent
+
+        async def cut() -> None:
+            await wait_until(lambda: len(confirmed) >= 800, 30, "800 confirmed")
+            result = await anyio.run_process(
+                [rabbitmqctl, "close_all_connections", "eventbus fault test"], check=False
+            )
+            drop["cmd"] = time.time()
+            assert result.returncode == 0, result.stderr.decode()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            tg.start_soon(cut)
+    await wait_until(
+        lambda: set(done_by_n(results(workers.results))) >= confirmed, 120, "confirmed jobs"
+    )
+    records = results(workers.results)
+    counts = done_by_n(records)
+    lost = len(confirmed - set(counts))
+    duplicates = sum(c - 1 for c in counts.values())
+    closed = drop.get("closed", drop["cmd"])
+    # Each worker logs how long its reconnect took, then must run jobs again.
+    reconnects = [
+        float(line.rsplit(" ", 1)[1].rstrip("s"))
+        for worker in started
+        for line in worker.output().splitlines()
+        if "reconnected to RabbitMQ after" in line
+    ]
+    resumed = {r.pid for r in records if r.at > closed + max(reconnects, default=0)}
+    figure(
+        f"broker closed all connections under load ({sent} dispatches): confirmed="
+        f"{len(confirmed)} failed={len(failed)} lost(confirmed)={lost} duplicates={duplicates}; "
+        f"publisher reconnected in {drop['back'] - closed:.2f}s, workers "
+        f"reconnected after {', '.join(f'{v:.3f}s' for v in sorted(reconnects))}"
+    )
+    assert lost == 0
+    assert "back" in drop, "the publisher's robust connection reconnected"
+    assert len(reconnects) == 2, "both workers reconnected"
+    assert len(resumed) == 2, "both workers consume again after the drop"
+    assert duplicates <= 2 * 20  # at most every job in flight at the drop runs twice
+
+
+async def test_always_failing_listener_tries_3_times_then_dead_letters(
+    queue: str, workers: Any
+) -> None:
+    await workers(1, "--concurrency", "4")
+    bus = producer(queue)
+    async with bus:
+        await bus.dispatch(Doomed(n=7))
+    await wait_until(
+        lambda: any(r.kind == "failed" for r in results(workers.results)), 30, "failed()"
+    )
+    await wait_until(lambda: _is_ready(f"{queue}.dead", 1), 10, "the dead letter")
+    records = results(workers.results)
+    attempts = sorted((r for r in records if r.kind == "attempt"), key=lambda r: r.at)
+    failed = [r for r in records if r.kind == "failed"]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(attempts)]
+    dead = await drain(f"{queue}.dead")
+    headers = dict(dead[0].headers)
+    figure(
+        f"always-raising listener, tries=3 backoff=(0.3, 0.6): attempts={len(attempts)} "
+        f"(numbered {[r.attempt for r in attempts]}), delays "
+        f"{', '.join(f'{g:.3f}s' for g in gaps)}, failed() calls={len(failed)}, "
+        f"dead-lettered={len(dead)} with {headers[ERROR_TYPE_HEADER]} after "
+        f"{headers[ATTEMPTS_HEADER]} attempts"
+    )
+    assert [r.attempt for r in attempts] == [1, 2, 3]
+    assert len({r.job for r in attempts}) == 1  # one job id across retries
+    assert 0.3 <= gaps[0] < 0.3 + 1.0 and 0.6 <= gaps[1] < 0.6 + 1.0
+    assert len(failed) == 1 and failed[0].extra == "RuntimeError" and failed[0].attempt == 3
+    assert len(dead) == 1
+    assert headers[REASON_HEADER] == "failed"
+    assert headers[ERROR_TYPE_HEADER] == "builtins.RuntimeError"
+    assert headers[ATTEMPTS_HEADER] == 3
+    assert await _ready(queue) == 0
+
+
+async def test_poison_messages_are_dead_lettered_and_good_jobs_complete(
+    queue: str, workers: Any
+) -> None:
+    await workers(2, "--concurrency", "20")
+    good = 1000
+
+    def envelope(**change: Any) -> bytes:
+        fields: dict[str, Any] = {
+            "job": "p",
+            "event_id": "e",
+            "event_name": "numbered",
+            "listener": "rabbitmq_app.listeners.Record",
+            "attempt": 1,
+            "dispatched_at": 0.0,
+            "context": {},
+            "data": b'{"n":1}',
+        }
+        fields.update(change)
+        return _wire.encode(**fields)
+
+    poison = {
+        "garbage": b"\x80\x04\x95 not json at all",
+        "pickle": b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.",
+        "unknown-listener": envelope(listener="os.system"),
+        "unknown-event": envelope(event_name="no_such_event"),
+        "wrong-schema": envelope(data=b'{"n":"seven"}'),
+        "wrong-version": envelope().replace(b'"v":1', b'"v":2'),
+    }
+    expected = {
+        "garbage": "undecodable body",
+        "pickle": "undecodable body",
+        "unknown-listener": "unknown listener 'os.system'",
+        "unknown-event": "unknown event 'no_such_event'",
+        "wrong-schema": "schema mismatch for Numbered",
+        "wrong-version": "unsupported envelope version 2",
+    }
+    bus = producer(queue)
+    async with bus:
+        channel = await bus.driver.connection.channel()  # type: ignore[attr-defined]
+        kinds = list(poison)
+        for n in range(good):
+            await bus.dispatch(Numbered(n=n))
+            if n % 100 == 50:
+                kind = kinds[(n // 100) % len(kinds)]
+                await channel.default_exchange.publish(
+                    aio_pika.Message(poison[kind], message_id=kind), queue
+                )
+    sent = sum(1 for n in range(good) if n % 100 == 50)
+    await wait_until(lambda: len(done_by_n(results(workers.results))) >= good, 60, "good jobs")
+    await wait_until(lambda: _is_ready(f"{queue}.dead", sent), 20, f"{sent} dead letters")
+    dead = await drain(f"{queue}.dead")
+    reasons = {m.message_id: str(m.headers[REASON_HEADER]) for m in dead}
+    counts = done_by_n(results(workers.results))
+    figure(
+        f"poison: {sent} poison messages ({', '.join(kinds)}) among {good} good jobs: good "
+        f"completed={len(counts)}, dead-lettered={len(dead)}, each with its reason"
+    )
+    assert len(counts) == good and set(counts.values()) == {1}
+    assert len(dead) == sent
+    for kind, reason in reasons.items():
+        assert expected[kind] in reason, (kind, reason)
+    assert await _ready(queue) == 0
+
+
+async def test_context_travels_with_each_job(queue: str, workers: Any) -> None:
+    await workers(2, "--concurrency", "20")
+    total = 1000
+    bus = producer(queue)
+
+    async def as_user(n: int) -> None:
+        context.set(UserId, f"user-{n}")  # this task's context only
+        await bus.dispatch(Numbered(n=n))
+
+    async with bus, anyio.create_task_group() as tg:
+        for n in range(total):
+            tg.start_soon(as_user, n)
+    await wait_until(lambda: len(done_by_n(results(workers.results))) >= total, 60, "jobs")
+    records = [r for r in results(workers.results) if r.kind == "done"]
+    wrong = [r for r in records if r.user != f"user-{r.n}"]
+    figure(f"context: {total} jobs from {total} users: {len(records)} ran, wrong user={len(wrong)}")
+    assert len(records) == total and not wrong
