@@ -14,7 +14,8 @@ SNIPPET = Path(__file__).parent / "fixtures_core" / "typing_listen.py"
 
 def test_listen_preserves_the_decorated_type(pytestconfig: pytest.Config, tmp_path: Path) -> None:
     pytest.importorskip("mypy")
-    cache = pytestconfig.cache.mkdir("mypy") if pytestconfig.cache else None
+    store = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    cache = store.mkdir("mypy") if store is not None else None
     # Errors inside eventbus itself are the typecheck session's job, not this test's.
     command = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary"]
     command += ["--follow-imports=silent"]
