@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -305,3 +306,16 @@ async def test_module_level_listen_and_dispatch_now_use_the_default_bus() -> Non
         await eventbus.dispatch_now(ChatOpened())
     assert seen == ["by_key", "inferred"]
     assert EventBus().listeners_for(ChatOpened) == []  # other buses are untouched
+
+
+def test_a_repeated_registration_is_logged_with_event_name_and_listener(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus({ChatOpened: [RecordOpened]})
+    with caplog.at_level(logging.DEBUG, logger="eventbus"):
+        bus.register({ChatOpened: [RecordOpened]})
+    (record,) = caplog.records
+    assert record.name == "eventbus"
+    assert record.event_name == "chat_opened"  # type: ignore[attr-defined]
+    assert record.listener.endswith("RecordOpened")  # type: ignore[attr-defined]
+    assert "already registered" in record.getMessage()
