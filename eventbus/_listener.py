@@ -114,7 +114,16 @@ class Policy:
 class Listener:
     """One registered listener: the user's class or function, its name and its policy."""
 
-    __slots__ = ("__weakref__", "_failed", "is_async", "make", "name", "policy", "target")
+    __slots__ = (
+        "__weakref__",
+        "_failed",
+        "is_async",
+        "make",
+        "make_in_context",
+        "name",
+        "policy",
+        "target",
+    )
 
     target: Any
     name: str
@@ -122,6 +131,9 @@ class Listener:
     is_async: bool
     #: ``make(event)`` returns the awaitable for one attempt; the hot path calls only this.
     make: Callable[[Event], Awaitable[Any]]
+    #: False when ``make`` runs no user code (an ``async def``, a class without its own
+    #: ``__init__``/``__new__``), so it need not be called inside the listener's context.
+    make_in_context: bool
 
     def __init__(self, target: Any, policy: Policy | None = None) -> None:
         self.target = target
@@ -140,6 +152,7 @@ class Listener:
                 self.make = _async_method_maker(target)
             else:
                 self.make = functools.partial(_run_sync_method, target)
+            self.make_in_context = not (self.is_async and _runs_no_code_to_create(target))
             failed = getattr(target, "failed", None)
             self._failed = failed if callable(failed) else None
         elif inspect.isfunction(target) or inspect.ismethod(target) or _is_callable_object(target):
@@ -148,6 +161,10 @@ class Listener:
                 getattr(target, "__call__", None)  # noqa: B004 - async __call__ objects
             )
             self.make = target if self.is_async else functools.partial(_run_sync, target)
+            self.make_in_context = not (
+                inspect.iscoroutinefunction(target)
+                and (inspect.isfunction(target) or inspect.ismethod(target))
+            )
             self._failed = None
         else:
             raise RegistrationError(
@@ -214,6 +231,13 @@ def _check_no_init_args(cls: type) -> None:
             "a fresh instance handles each event, so __init__ must take no arguments "
             "(read settings or services inside handle instead)"
         )
+
+
+def _runs_no_code_to_create(cls: type) -> bool:
+    """True when ``cls()`` runs no user code (no metaclass, ``__init__`` or ``__new__``)."""
+    init: object = cls.__init__  # type: ignore[misc]
+    new: object = cls.__new__
+    return type(cls) is type and init is object.__init__ and new is object.__new__
 
 
 def _async_method_maker(cls: type) -> Callable[[Event], Awaitable[Any]]:
@@ -298,7 +322,8 @@ async def run_attempt(listener: Listener, event: Event, ctx: Context) -> BaseExc
     timeout = listener.policy.timeout
     try:
         if timeout is None:
-            coro = ctx.run(listener.make, event)
+            make = listener.make
+            coro = ctx.run(make, event) if listener.make_in_context else make(event)
             if type(coro) is CoroutineType:  # _drive inlined: one coroutine frame less
                 try:
                     first = ctx.run(coro.send, None)
