@@ -27,6 +27,7 @@ __all__ = [
     "Listener",
     "Policy",
     "RegistrationError",
+    "finish_attempt",
     "listener_event_types",
     "run_attempt",
 ]
@@ -335,6 +336,21 @@ async def run_attempt(listener: Listener, event: Event, ctx: Context) -> BaseExc
         else:
             with anyio.fail_after(timeout):
                 await _drive(ctx.run(listener.make, event), ctx)
+    except Exception as exc:
+        return exc
+    return None
+
+
+async def finish_attempt(
+    coro: Coroutine[Any, Any, Any], ctx: Context, first: Any
+) -> BaseException | None:
+    """The rest of an attempt whose first step (run by the caller in ``ctx``) suspended.
+
+    ``dispatch_now`` runs the first step inline (no coroutine frame for the common
+    listener that finishes without suspending) and awaits this only when it did suspend.
+    """
+    try:
+        await _InContext(coro, ctx, first)
     except Exception as exc:
         return exc
     return None
