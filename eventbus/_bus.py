@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
+from ._errors import FarmNotRunning, QueueFull
 from ._event import Event
 from ._listener import (
     EventListener,
@@ -362,7 +363,11 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return  # after defer: a fake records only what a real bus would run
         if listeners:
-            await self.driver.submit(event, listeners, copy_context())
+            try:
+                await self.driver.submit(event, listeners, copy_context())
+            except (FarmNotRunning, QueueFull):
+                self.stats.dispatched -= 1  # refused, nothing of it queued: not dispatched
+                raise
         else:
             logger.debug(
                 "no listeners for %s", event.event_name, extra={"event_name": event.event_name}
@@ -374,7 +379,11 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return
         if listeners:
-            await self.driver.submit(event, listeners, context)
+            try:
+                await self.driver.submit(event, listeners, context)
+            except (FarmNotRunning, QueueFull):
+                self.stats.dispatched -= 1
+                raise
 
     @asynccontextmanager
     async def defer(self) -> AsyncIterator[None]:
@@ -465,14 +474,24 @@ class EventBus:
                     extra=_record(event, listener, attempt),
                 )
 
-    def job_dropped(self, listener: Listener, event: Event, state: str, attempt: int) -> None:
+    def job_dropped(
+        self,
+        listener: Listener,
+        event: Event,
+        state: str,
+        attempt: int,
+        *,
+        reason: str = "the drain deadline passed",
+    ) -> None:
+        """A job will never finish: count it and log it (``state``: where it was)."""
         self.stats.dropped += 1
         logger.error(
-            "dropped %s for %s (%s, attempt %d): the drain deadline passed",
+            "dropped %s for %s (%s, attempt %d): %s",
             listener.name,
             event.event_name,
             state,
             attempt,
+            reason,
             extra={**_record(event, listener, attempt), "state": state},
         )
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from .._errors import FarmNotRunning, QueueFull
-from .._listener import run_attempt
+from .._listener import finish_attempt, run_attempt
 from .base import Driver
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ class AsyncFarm(Driver):
         self._delayed: set[Job] = set()  # waiting out a retry backoff
         self._running: list[Job | None] = []
         self._accepting = False
+        self._draining = False  # stopping: only our own jobs may still dispatch
+        self._worker_ids: set[int] = set()
         self._tg: TaskGroup | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -108,21 +110,53 @@ class AsyncFarm(Driver):
     async def running(self) -> AsyncIterator[None]:
         if self._tg is not None:
             raise RuntimeError(f"the farm of {self.bus!r} is already running")
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._running = [None] * self.max_concurrency
-            for slot in range(self.max_concurrency):
-                tg.start_soon(self._worker, slot, name=f"eventbus-worker-{slot}")
-            self._accepting = True
+        error: Exception | None = None
+        try:
+            async with anyio.create_task_group() as host:
+                pool: anyio.CancelScope = await host.start(self._pool)
+                self._accepting = True
+                try:
+                    yield
+                except Exception as exc:
+                    # Re-raised outside the task group: the caller's own exception, not an
+                    # ExceptionGroup wrapping it (cancellation passes through untouched).
+                    error = exc
+                finally:
+                    self._accepting = False
+                    self._draining = True
+                    self._wake_producers()
+                    try:
+                        with anyio.CancelScope(shield=True):
+                            await self._drain()
+                    finally:
+                        self._draining = False
+                        pool.cancel()
+        finally:
+            # Also after an error or a crash: the farm can start again and nothing still
+            # queued goes unreported.
+            self._tg = None
+            self._report_leftovers()
+        if error is not None:
             try:
-                yield
+                raise error
             finally:
-                self._accepting = False
-                with anyio.CancelScope(shield=True):
-                    await self._drain()
-                tg.cancel_scope.cancel()
-        self._tg = None
-        self._report_leftovers()
+                error = None
+
+    async def _pool(self, *, task_status: TaskStatus[anyio.CancelScope]) -> None:
+        """Own the workers and retry timers, shielded: only the end of the drain stops them.
+
+        Cancelling the code around ``async with bus`` therefore still drains (within
+        ``drain_timeout``) instead of cancelling every job at once.
+        """
+        with anyio.CancelScope(shield=True) as scope:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._running = [None] * self.max_concurrency
+                self._worker_ids.clear()
+                self._idle.clear()  # the wake-ups of a previous run's workers
+                for slot in range(self.max_concurrency):
+                    tg.start_soon(self._worker, slot, name=f"eventbus-worker-{slot}")
+                task_status.started(scope)
 
     async def _drain(self) -> None:
         if not self._unfinished:
@@ -138,6 +172,17 @@ class AsyncFarm(Driver):
                 extra={"unfinished": self._unfinished},
             )
 
+    def _wake_producers(self) -> None:
+        # Producers waiting for room when the farm stops learn it now, not never.
+        while self._room:
+            self._room.popleft().set()
+
+    def _closed(self) -> bool:
+        """No new jobs, except follow-ups dispatched by jobs of the draining farm itself."""
+        if self._accepting:
+            return False
+        return not (self._draining and anyio.get_current_task().id in self._worker_ids)
+
     def _report_leftovers(self) -> None:
         """Jobs still queued after the workers stopped: report each, never drop silently."""
         while self._jobs:
@@ -149,7 +194,7 @@ class AsyncFarm(Driver):
     # -- producing ------------------------------------------------------------------------
 
     async def submit(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
-        if not self._accepting:
+        if not self._accepting and self._closed():
             raise FarmNotRunning(
                 f"{self.bus!r} cannot queue {event.event_name!r}: its async farm is not running. "
                 "Start it with `async with bus:`, `FastAPI(lifespan=bus.lifespan)`, or set "
@@ -190,13 +235,23 @@ class AsyncFarm(Driver):
                 except BaseException:
                     self._pass_room_on(waiter)
                     raise
-                if not self._accepting:
-                    raise FarmNotRunning(
-                        f"{self.bus!r} stopped while {event.event_name!r} waited for room; "
-                        f"{len(pending)} of its jobs were not queued"
-                    )
+                if self._closed():
+                    self._refused_while_waiting(event, pending, len(listeners))
+                    return
             self._jobs.append(pending.popleft())
             self._accepted(1)
+
+    def _refused_while_waiting(self, event: Event, pending: deque[Job], total: int) -> None:
+        if len(pending) == total:  # nothing of this event was queued: the caller is told
+            raise FarmNotRunning(
+                f"{self.bus!r} stopped while {event.event_name!r} waited for room in its "
+                "queue; the event was not queued"
+            )
+        # Part of the event is queued and will run: the rest is reported, job by job.
+        for job in pending:
+            self.bus.job_dropped(
+                job.listener, job.event, "not queued", 1, reason="the farm stopped"
+            )
 
     def _pass_room_on(self, waiter: anyio.Event) -> None:
         # A cancelled producer must not swallow the wake-up meant for the next one.
@@ -216,11 +271,13 @@ class AsyncFarm(Driver):
     # -- consuming ------------------------------------------------------------------------
 
     async def _worker(self, slot: int) -> None:
+        self._worker_ids.add(anyio.get_current_task().id)
         jobs, idle, room = self._jobs, self._idle, self._room
         running = self._running
         stats = self.bus.stats
         bus = self.bus
         batch = 0
+        exc: BaseException | None
         while True:
             if not jobs:
                 batch = 0
@@ -236,7 +293,20 @@ class AsyncFarm(Driver):
             running[slot] = job
             finished = False
             try:
-                exc = await run_attempt(job.listener, job.event, job.context)
+                listener, ctx = job.listener, job.context
+                if listener.policy.timeout is None and not listener.make_in_context:
+                    # run_attempt's fast path inlined: most listeners finish in one step
+                    try:
+                        coro = listener.make(job.event)
+                        first = ctx.run(coro.send, None)  # type: ignore[attr-defined]
+                    except StopIteration:
+                        exc = None
+                    except Exception as error:
+                        exc = error
+                    else:
+                        exc = await finish_attempt(coro, ctx, first)  # type: ignore[arg-type]
+                else:
+                    exc = await run_attempt(listener, job.event, ctx)
                 finished = True
             finally:
                 running[slot] = None
