@@ -21,7 +21,7 @@ import sniffio
 Handler = Callable[[Any], Coroutine[Any, Any, Any]]
 
 
-class _Stepper:
+class Stepper:
     """Await ``coro`` with each of its steps run inside ``ctx`` (no task per job)."""
 
     __slots__ = ("coro", "ctx", "first")
@@ -130,7 +130,7 @@ class RawPool:
                 except StopIteration:
                     pass
                 else:
-                    await _Stepper(coro, ctx, first)
+                    await Stepper(coro, ctx, first)
             self.unfinished -= 1
             if not self.unfinished and self.joiners:
                 joiners, self.joiners = self.joiners, []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from contextvars import copy_context
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from eventbus import Event, EventBus, EventListener
 
-from ._pool import RawPool
+from ._pool import RawPool, Stepper
 from ._registry import (
     BACKENDS,
     Clock,
@@ -101,6 +102,26 @@ async def _direct(n: int, clock: Clock, listeners: int) -> Sequence[Tally]:
                 for event in events:
                     for handler in handlers:
                         await handler(event)
+    return tallies
+
+
+async def _direct_in_context(n: int, clock: Clock, listeners: int) -> Sequence[Tally]:
+    """The floor for per-listener isolation: each call stepped inside its own context copy."""
+    k, reps = block_of(n)
+    events = pings(k)
+    tallies = [Tally(events, reps) for _ in range(listeners)]
+    handlers = tuple(counting(t) for t in tallies)
+    with clock:
+        for _ in range(reps):
+            for event in events:
+                for handler in handlers:
+                    ctx = copy_context()
+                    coro = handler(event)
+                    try:
+                        first = ctx.run(coro.send, None)
+                    except StopIteration:
+                        continue
+                    await Stepper(coro, ctx, first)
     return tallies
 
 
@@ -198,6 +219,13 @@ for _b in BACKENDS:
         note="listener on Level1, Level5 dispatched",
     )(lambda n, clock: _dispatch_now(n, clock, deep=True))
 
+ISOLATED = "each listener stepped in its own copy_context(), as eventbus does"
+row("S1", "direct, in copy_context()", "raw", "asyncio", note=ISOLATED)(
+    lambda n, clock: _direct_in_context(n, clock, 1)
+)
+row("S2", "ten direct, each in copy_context()", "raw", "asyncio", note=ISOLATED)(
+    lambda n, clock: _direct_in_context(n, clock, 10)
+)
 row("S1", "dict lookup + await", "raw", "asyncio", note="`table[type(e)]` then await each")(
     _dict_lookup
 )
