@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from ._errors import FarmNotRunning, QueueFull
 from ._event import Event
 from ._listener import (
     EventListener,
@@ -363,11 +362,7 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return  # after defer: a fake records only what a real bus would run
         if listeners:
-            try:
-                await self.driver.submit(event, listeners, copy_context())
-            except (FarmNotRunning, QueueFull):
-                self.stats.dispatched -= 1  # refused, nothing of it queued: not dispatched
-                raise
+            await self.driver.submit(event, listeners, copy_context())
         else:
             logger.debug(
                 "no listeners for %s", event.event_name, extra={"event_name": event.event_name}
@@ -379,11 +374,7 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return
         if listeners:
-            try:
-                await self.driver.submit(event, listeners, context)
-            except (FarmNotRunning, QueueFull):
-                self.stats.dispatched -= 1
-                raise
+            await self.driver.submit(event, listeners, context)
 
     @asynccontextmanager
     async def defer(self) -> AsyncIterator[None]:

@@ -6,9 +6,9 @@ looked up, in order) and the dispatching caller's context. Everything else (look
 
 - :meth:`Driver.submit` accepts one event's jobs. It must not raise for a *listener's*
   failure; it may raise when it cannot accept the jobs (farm not running, queue full,
-  broker unreachable), and then none of the failure is silent. Raise
-  :class:`~eventbus.FarmNotRunning` or :class:`~eventbus.QueueFull` only when *none* of the
-  jobs was accepted: ``dispatch`` then does not count the event in ``stats.dispatched``.
+  broker unreachable), and then none of the failure is silent. ``stats.dispatched`` counts
+  the event before ``submit``; a driver that accepts none of its jobs takes it back
+  (``bus.stats.dispatched -= 1``) so the count stays exact.
 - :meth:`Driver.running` is entered by ``async with bus`` and owns whatever runs the jobs.
 - :meth:`Driver.join` waits for the jobs accepted so far.
 

@@ -195,6 +195,7 @@ class AsyncFarm(Driver):
 
     async def submit(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
         if not self._accepting and self._closed():
+            self.bus.stats.dispatched -= 1  # refused whole: not dispatched
             raise FarmNotRunning(
                 f"{self.bus!r} cannot queue {event.event_name!r}: its async farm is not running. "
                 "Start it with `async with bus:`, `FastAPI(lifespan=bus.lifespan)`, or set "
@@ -212,6 +213,7 @@ class AsyncFarm(Driver):
             self._accepted(count)
             return
         if self.on_full == "raise":
+            self.bus.stats.dispatched -= 1
             raise QueueFull(
                 f"cannot queue {event.event_name!r}: {len(jobs)} of {self.max_queue} job slots "
                 f"are taken and it needs {count}; raise max_queue, add workers, or use "
@@ -226,6 +228,7 @@ class AsyncFarm(Driver):
             Job(listener, event, context if i == 0 else context.copy(), 1)
             for i, listener in enumerate(listeners)
         )
+        total = len(pending)
         while pending:
             while len(self._jobs) >= self.max_queue:
                 waiter = anyio.Event()
@@ -234,24 +237,28 @@ class AsyncFarm(Driver):
                     await waiter.wait()
                 except BaseException:
                     self._pass_room_on(waiter)
+                    self._not_queued(pending, total, "the dispatching task was cancelled")
                     raise
                 if self._closed():
-                    self._refused_while_waiting(event, pending, len(listeners))
+                    if len(pending) == total:
+                        self.bus.stats.dispatched -= 1
+                        raise FarmNotRunning(
+                            f"{self.bus!r} stopped while {event.event_name!r} waited for room "
+                            "in its queue; the event was not queued"
+                        )
+                    self._not_queued(pending, total, "the farm stopped")
                     return
             self._jobs.append(pending.popleft())
             self._accepted(1)
 
-    def _refused_while_waiting(self, event: Event, pending: deque[Job], total: int) -> None:
-        if len(pending) == total:  # nothing of this event was queued: the caller is told
-            raise FarmNotRunning(
-                f"{self.bus!r} stopped while {event.event_name!r} waited for room in its "
-                "queue; the event was not queued"
-            )
+    def _not_queued(self, pending: deque[Job], total: int, reason: str) -> None:
+        """Account for the jobs of an event that will never be queued."""
+        if len(pending) == total:  # none of it: the event was not dispatched after all
+            self.bus.stats.dispatched -= 1
+            return
         # Part of the event is queued and will run: the rest is reported, job by job.
         for job in pending:
-            self.bus.job_dropped(
-                job.listener, job.event, "not queued", 1, reason="the farm stopped"
-            )
+            self.bus.job_dropped(job.listener, job.event, "not queued", 1, reason=reason)
 
     def _pass_room_on(self, waiter: anyio.Event) -> None:
         # A cancelled producer must not swallow the wake-up meant for the next one.
