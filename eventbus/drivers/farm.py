@@ -204,12 +204,16 @@ class AsyncFarm(Driver):
         jobs = self._jobs
         count = len(listeners)
         if len(jobs) + count <= self.max_queue:  # the fast path: room for all, never yields
-            if count == 1:
+            if count == 1:  # _accepted(1) inlined: the common case pays no extra call
                 jobs.append(Job(listeners[0], event, context, 1))
-            else:
-                jobs.append(Job(listeners[0], event, context, 1))
-                for listener in listeners[1:]:
-                    jobs.append(Job(listener, event, context.copy(), 1))
+                self._unfinished += 1
+                self.bus.stats.queued += 1
+                if self._idle:
+                    self._idle.popleft().set()
+                return
+            jobs.append(Job(listeners[0], event, context, 1))
+            for listener in listeners[1:]:
+                jobs.append(Job(listener, event, context.copy(), 1))
             self._accepted(count)
             return
         if self.on_full == "raise":
@@ -323,7 +327,11 @@ class AsyncFarm(Driver):
                     bus.job_dropped(job.listener, job.event, "running", job.attempt)
             if exc is None:
                 stats.succeeded += 1
-                self._finish()
+                self._unfinished -= 1  # _finish() inlined for the common case
+                if not self._unfinished and self._joiners:
+                    joiners, self._joiners = self._joiners, []
+                    for waiter in joiners:
+                        waiter.set()
             else:
                 await self._failed_attempt(job, exc)
             batch += 1
