@@ -28,5 +28,14 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
+    """The full benchmark run; rewrites benchmarks/results/ (pass args to override)."""
     session.install("-e", ".[bench]")
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    args = session.posargs or [
+        "--json",
+        "benchmarks/results/results.json",
+        "--plot",
+        "benchmarks/results/chart.png",
+        "--markdown",
+        "benchmarks/results/table.md",
+    ]
+    session.run("python", "-m", "benchmarks", *args)

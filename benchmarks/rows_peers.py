@@ -170,9 +170,9 @@ async def _bubus(n: int, clock: Clock, listeners: int, awaited: bool) -> Sequenc
                 for event in events:
                     await bus.dispatch(event)
             else:
-                # bubus refuses more than 100 pending events: dispatch in batches of 100.
-                for start in range(0, n, 100):
-                    for event in events[start : start + 100]:
+                # bubus refuses a 100th pending event: dispatch in batches of 50.
+                for start in range(0, n, 50):
+                    for event in events[start : start + 50]:
                         bus.dispatch(event)
                     await bus.wait_until_idle()
     finally:
@@ -181,7 +181,7 @@ async def _bubus(n: int, clock: Clock, listeners: int, awaited: bool) -> Sequenc
 
 
 BUBUS_NOTE = "serial queue (one event at a time), keeps history and results"
-BUBUS_BATCH = "serial queue; refuses > 100 pending, so batches of 100 + wait_until_idle"
+BUBUS_BATCH = "serial queue; refuses 100 pending, so batches of 50 + wait_until_idle"
 for _sid, _listeners, _awaited, _name in (
     ("S1", 1, True, "bubus await dispatch"),
     ("S2", 10, True, "bubus await dispatch"),
