@@ -12,8 +12,9 @@ looked up, in order) and the dispatching caller's context. Everything else (look
 - :meth:`Driver.running` is entered by ``async with bus`` and owns whatever runs the jobs.
 - :meth:`Driver.join` waits for the jobs accepted so far.
 
-Jobs report back through the bus: ``bus.job_succeeded``, ``bus.job_retrying``,
-``bus.job_failed`` and ``bus.job_dropped`` keep the stats and logs uniform across drivers.
+Jobs report back through the bus: a success is ``bus.stats.succeeded += 1``;
+``bus.job_retrying``, ``bus.job_failed`` and ``bus.job_dropped`` keep the stats, logs,
+``failed()`` and ``on_failure`` uniform across drivers.
 """
 
 from __future__ import annotations
