@@ -137,7 +137,8 @@ def plot(path: Path, results: Sequence[Result], meta: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    shown = [r for r in results if r.ok]
+    order = {sid: i for i, sid in enumerate(scenarios())}
+    shown = sorted((r for r in results if r.ok), key=lambda r: order.get(r.row.scenario, 99))
     labels = [f"{r.row.scenario}  {r.row.name} [{r.row.backend}]" for r in shown]
     values = [r.median_ns for r in shown]
     colors = [COLORS.get(r.row.kind, "#2ca02c") for r in shown]
