@@ -8,19 +8,15 @@ annotation is missing or names no event is reported — logged and returned — 
 
 from __future__ import annotations
 
-import ast
-import builtins
 import importlib
 import importlib.util
 import inspect
 import logging
 import pkgutil
-import typing
 from dataclasses import dataclass, field
-from types import ModuleType, UnionType
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from ._event import Event
 from ._listener import EventListener, RegistrationError, listener_event_types, qualified_name
 
 if TYPE_CHECKING:
@@ -156,87 +152,4 @@ def _event_types(cls: type[EventListener], module: ModuleType) -> tuple[type, ..
             f"{qualified_name(cls)} has no handle method; define "
             "`async def handle(self, event: SomeEvent) -> None`"
         )
-    annotation = _event_annotation(cls)
-    if isinstance(annotation, str):
-        specs = _type_checking_imports(module)
-        if specs:
-            namespace = _TypeCheckingNames(vars(module), specs)
-            try:
-                resolved = eval(annotation, {"__builtins__": builtins}, namespace)
-            except NameError:
-                pass  # not a TYPE_CHECKING name: the generic resolution below explains
-            except ImportError as exc:
-                raise RegistrationError(
-                    f"{qualified_name(cls)}: importing the TYPE_CHECKING import behind "
-                    f"{annotation!r} failed: {exc}"
-                ) from exc
-            else:
-                return _event_members(cls, annotation, resolved)
     return listener_event_types(cls)
-
-
-def _event_annotation(cls: type) -> Any:
-    params = list(inspect.signature(cls.handle).parameters.values())[1:]  # type: ignore[attr-defined]
-    return params[0].annotation if params else None
-
-
-def _event_members(cls: type, annotation: str, resolved: Any) -> tuple[type, ...]:
-    is_union = isinstance(resolved, UnionType) or typing.get_origin(resolved) is typing.Union
-    members = typing.get_args(resolved) if is_union else (resolved,)
-    for member in members:
-        if not (isinstance(member, type) and issubclass(member, Event)):
-            raise RegistrationError(
-                f"{qualified_name(cls)}: the event parameter's annotation {annotation!r} names "
-                f"{member!r}, which is not an Event subclass"
-            )
-    return tuple(members)
-
-
-class _TypeCheckingNames(dict[str, Any]):
-    """Module globals, then the names its ``if TYPE_CHECKING:`` blocks import (on demand)."""
-
-    def __init__(self, module_globals: dict[str, Any], specs: dict[str, tuple[str, str | None]]):
-        super().__init__(module_globals)
-        self.specs = specs
-
-    def __missing__(self, key: str) -> Any:
-        spec = self.specs.get(key)
-        if spec is None:
-            raise KeyError(key)
-        module_name, attr = spec
-        imported = importlib.import_module(module_name)
-        value = imported if attr is None else getattr(imported, attr)
-        self[key] = value
-        return value
-
-
-def _type_checking_imports(module: ModuleType) -> dict[str, tuple[str, str | None]]:
-    """``{bound name: (module, attribute or None)}`` for the module's TYPE_CHECKING imports."""
-    try:
-        source = inspect.getsource(module)
-    except (OSError, TypeError):
-        return {}
-    specs: dict[str, tuple[str, str | None]] = {}
-    for node in ast.walk(ast.parse(source)):
-        if not (isinstance(node, ast.If) and _is_type_checking(node.test)):
-            continue
-        for stmt in node.body:
-            if isinstance(stmt, ast.ImportFrom):
-                base = "." * stmt.level + (stmt.module or "")
-                source_module = importlib.util.resolve_name(base, module.__package__ or "")
-                for alias in stmt.names:
-                    specs[alias.asname or alias.name] = (source_module, alias.name)
-            elif isinstance(stmt, ast.Import):
-                for alias in stmt.names:
-                    if alias.asname:
-                        specs[alias.asname] = (alias.name, None)
-                    else:
-                        top = alias.name.partition(".")[0]
-                        specs[top] = (top, None)
-    return specs
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    if isinstance(test, ast.Name):
-        return test.id == "TYPE_CHECKING"
-    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"

@@ -7,14 +7,17 @@ given :class:`contextvars.Context` so a listener's context changes stay its own.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import functools
+import importlib
+import importlib.util
 import inspect
 import sys
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from contextvars import Context, copy_context
-from types import CoroutineType, UnionType
+from types import CoroutineType, ModuleType, UnionType
 from typing import Any, ClassVar
 
 import anyio
@@ -27,6 +30,7 @@ __all__ = [
     "Listener",
     "Policy",
     "RegistrationError",
+    "UnresolvedAnnotation",
     "finish_attempt",
     "listener_event_types",
     "run_attempt",
@@ -359,12 +363,18 @@ async def finish_attempt(
 # --- which event types does a listener's annotation name? ------------------------------
 
 
-def listener_event_types(listener: Any) -> tuple[type, ...]:
+class UnresolvedAnnotation(RegistrationError):
+    """The annotation names something not importable yet; resolve it when first needed."""
+
+
+def listener_event_types(listener: Any, *, may_import: bool = True) -> tuple[type, ...]:
     """Resolve the event types named by the annotation of the handler's event parameter.
 
     String annotations (``from __future__ import annotations``, or a name imported only under
-    ``TYPE_CHECKING``) are evaluated against the handler's module, then against the known
-    :class:`Event` subclasses by class name. A union names several types.
+    ``TYPE_CHECKING``) are evaluated against the handler's module globals, then the module's
+    ``if TYPE_CHECKING:`` imports (imported now only with ``may_import``, since at
+    registration time that import may be circular), then the known :class:`Event` subclasses
+    by class name. A union names several types.
     """
     handler = listener.handler if isinstance(listener, Listener) else _handler_of(listener)
     name = qualified_name(listener.target if isinstance(listener, Listener) else listener)
@@ -381,7 +391,7 @@ def listener_event_types(listener: Any) -> tuple[type, ...]:
             f"{name}: cannot infer the event type, the event parameter has no annotation; "
             "annotate it (`event: NewChatEvent`) or name the events: @listen(NewChatEvent)"
         )
-    resolved = _resolve(annotation, handler, name)
+    resolved = _resolve(annotation, handler, name, may_import)
     members = typing.get_args(resolved) if _is_union(resolved) else (resolved,)
     for member in members:
         if not (isinstance(member, type) and issubclass(member, Event)):
@@ -401,20 +411,34 @@ def _is_union(tp: Any) -> bool:
 
 
 class _FallbackNames(dict[str, Any]):
-    """Module globals first, then Event subclasses by class name (unique ones only)."""
+    """Module globals, then its TYPE_CHECKING imports, then Event subclasses by class name."""
 
-    def __init__(self, module_globals: dict[str, Any], owner: str) -> None:
+    def __init__(
+        self,
+        module_globals: dict[str, Any],
+        module: ModuleType | None,
+        owner: str,
+        may_import: bool,
+    ) -> None:
         super().__init__(module_globals)
+        self.module = module
         self.owner = owner
+        self.may_import = may_import
+        self._specs: dict[str, tuple[str, str | None]] | None = None
 
     def __missing__(self, key: str) -> Any:
         if hasattr(builtins, key):
             return getattr(builtins, key)
+        if self._specs is None:
+            self._specs = _type_checking_imports(self.module) if self.module else {}
+        spec = self._specs.get(key)
+        if spec is not None:
+            return self._import(key, *spec)
         found = {c for c in _all_event_classes() if c.__name__ == key}
         if len(found) == 1:
             return found.pop()
         if not found:
-            raise RegistrationError(
+            raise UnresolvedAnnotation(
                 f"{self.owner}: the annotation names {key!r}, which is neither importable from "
                 "the listener's module nor a known Event subclass; import the event module "
                 "before dispatching, or name the events explicitly: @listen(EventType)"
@@ -426,6 +450,54 @@ class _FallbackNames(dict[str, Any]):
         )
 
 
+    def _import(self, key: str, module_name: str, attr: str | None) -> Any:
+        if not self.may_import and module_name not in sys.modules:
+            raise UnresolvedAnnotation(
+                f"{self.owner}: {key!r} comes from a TYPE_CHECKING import of {module_name!r}, "
+                "which is not imported yet"
+            )
+        try:
+            imported = importlib.import_module(module_name)
+            return imported if attr is None else getattr(imported, attr)
+        except (ImportError, AttributeError) as exc:
+            raise RegistrationError(
+                f"{self.owner}: the annotation names {key!r}, imported under TYPE_CHECKING "
+                f"from {module_name!r}, but importing it failed: {exc}"
+            ) from exc
+
+
+def _type_checking_imports(module: ModuleType) -> dict[str, tuple[str, str | None]]:
+    """``{bound name: (module, attribute or None)}`` for a module's TYPE_CHECKING imports."""
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    specs: dict[str, tuple[str, str | None]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.If) and _is_type_checking(node.test)):
+            continue
+        for stmt in node.body:
+            if isinstance(stmt, ast.ImportFrom):
+                base = "." * stmt.level + (stmt.module or "")
+                source = importlib.util.resolve_name(base, module.__package__ or "")
+                for alias in stmt.names:
+                    specs[alias.asname or alias.name] = (source, alias.name)
+            elif isinstance(stmt, ast.Import):
+                for alias in stmt.names:
+                    if alias.asname:
+                        specs[alias.asname] = (alias.name, None)
+                    else:
+                        top = alias.name.partition(".")[0]
+                        specs[top] = (top, None)
+    return specs
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
 def _all_event_classes() -> Iterable[type[Event]]:
     stack: list[type[Event]] = [Event]
     while stack:
@@ -434,14 +506,14 @@ def _all_event_classes() -> Iterable[type[Event]]:
         stack.extend(cls.__subclasses__())
 
 
-def _resolve(annotation: Any, handler: Callable[..., Any], owner: str) -> Any:
+def _resolve(annotation: Any, handler: Callable[..., Any], owner: str, may_import: bool) -> Any:
     if not isinstance(annotation, str):
         return annotation
     func = inspect.unwrap(handler)
     module = sys.modules.get(getattr(func, "__module__", ""), None)
     module_globals = dict(vars(module)) if module is not None else {}
     module_globals.update(getattr(func, "__globals__", {}))
-    namespace = _FallbackNames(module_globals, owner)
+    namespace = _FallbackNames(module_globals, module, owner, may_import)
     try:
         # `event: "NewChatEvent"` under `from __future__ import annotations` is a string of
         # a string; unquote as often as needed (a few times at most in real code).

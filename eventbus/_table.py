@@ -11,6 +11,7 @@ from ._listener import (
     EventListener,
     Listener,
     RegistrationError,
+    UnresolvedAnnotation,
     listener_event_types,
     qualified_name,
 )
@@ -86,10 +87,8 @@ class DispatchTable:
     def add_inferred(self, listener: Listener) -> None:
         """Register for the event types its annotation names, now or when first needed."""
         try:
-            types = listener_event_types(listener)
-        except RegistrationError as exc:
-            if "neither importable" not in str(exc):
-                raise
+            types = listener_event_types(listener, may_import=False)
+        except UnresolvedAnnotation:
             self._pending.append(listener)  # a TYPE_CHECKING-only import: resolve later
             self._cache.clear()
             return
