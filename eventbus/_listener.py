@@ -449,7 +449,6 @@ class _FallbackNames(dict[str, Any]):
             "name the event explicitly: @listen(EventType)"
         )
 
-
     def _import(self, key: str, module_name: str, attr: str | None) -> Any:
         if not self.may_import and module_name not in sys.modules:
             raise UnresolvedAnnotation(

@@ -205,8 +205,10 @@ def _summary(args: argparse.Namespace, outcome: _Outcome) -> int:
         problems.append(f"{len(state.wrong)} listener run(s) saw the wrong user or locale")
     if stats["failed"] or stats["dropped"]:
         problems.append(f"{stats['failed']} job(s) failed, {stats['dropped']} dropped")
-    if len(state.titles) != chats or messages != kinds[new_message] or len(state.audit) != (
-        stats["dispatched"]
+    if (
+        len(state.titles) != chats
+        or messages != kinds[new_message]
+        or len(state.audit) != stats["dispatched"]
     ):
         problems.append(
             f"work lost: {chats} chats got {len(state.titles)} titles, {kinds[new_message]} "

@@ -157,9 +157,7 @@ def _print_text(
     provider: str | None,
     packages: list[str],
 ) -> None:
-    sources = ([f"provider {provider}"] if provider else []) + [
-        f"discovered {p}" for p in packages
-    ]
+    sources = ([f"provider {provider}"] if provider else []) + [f"discovered {p}" for p in packages]
     print(f"eventbus: {len(rows)} event type(s) from {', '.join(sources)}")
     for row in rows:
         print()
