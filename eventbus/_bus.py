@@ -302,9 +302,7 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return
         if not listeners:
-            logger.debug(
-                "no listeners for %s", event.event_name, extra={"event_name": event.event_name}
-            )
+            _no_listeners(event)
             return
         errors: list[Exception] | None = None
         stats = self.stats
@@ -364,9 +362,7 @@ class EventBus:
         if listeners:
             await self.driver.submit(event, listeners, copy_context())
         else:
-            logger.debug(
-                "no listeners for %s", event.event_name, extra={"event_name": event.event_name}
-            )
+            _no_listeners(event)
 
     async def _release(self, event: Event, context: Context) -> None:
         listeners = self._table.lookup(type(event))
@@ -395,6 +391,7 @@ class EventBus:
                     "discarding %d deferred event(s) after an error: %s",
                     len(buffer.items),
                     ", ".join(event.event_name for event, _ in buffer.items),
+                    extra={"event_name": None, "listener": None, "attempt": None},
                 )
             raise
         finally:
@@ -549,7 +546,12 @@ class EventBus:
 
 
 def _no_listeners(event: Event) -> None:
-    logger.debug("no listeners for %s", event.event_name, extra={"event_name": event.event_name})
+    # "listener": None too, so a formatter using %(listener)s never fails on this record.
+    logger.debug(
+        "no listeners for %s",
+        event.event_name,
+        extra={"event_name": event.event_name, "listener": None, "attempt": None},
+    )
 
 
 def _record(event: Event, listener: Listener, attempt: int) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
                     package,
                     qualified_name(cls),
                     exc,
-                    extra={"listener": qualified_name(cls)},
+                    extra={"listener": qualified_name(cls), "event_name": None, "attempt": None},
                 )
                 continue
             result.registered.append(DiscoveredListener(cls, events))
@@ -94,7 +94,7 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
                 package,
                 qualified_name(cls),
                 ", ".join(getattr(t, "event_name", t.__qualname__) for t in events),
-                extra={"listener": qualified_name(cls)},
+                extra={"listener": qualified_name(cls), "event_name": None, "attempt": None},
             )
     logger.info(
         "discover(%r): %d module(s), %d listener(s) registered, %d skipped",
@@ -102,6 +102,7 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
         len(result.modules),
         len(result.registered),
         len(result.skipped),
+        extra={"event_name": None, "listener": None, "attempt": None},
     )
     return result
 

@@ -78,7 +78,7 @@ class DispatchTable:
                 "%s is already registered for %s; ignoring the repeat",
                 listener.name,
                 qualified_name(key),
-                extra={"listener": listener.name, "event_name": _name_of(key)},
+                extra={"listener": listener.name, "event_name": _name_of(key), "attempt": None},
             )
             return
         bucket.append(listener)

@@ -24,6 +24,9 @@ logger = logging.getLogger("eventbus")
 #: Environment variable naming the provider module.
 PROVIDER_ENV = "EVENTBUS_PROVIDER"
 
+# Every eventbus record carries these, so a formatter using %(listener)s never fails.
+_NO_JOB = {"event_name": None, "listener": None, "attempt": None}
+
 
 def boot(module: str | None = None) -> str | None:
     """Load ``module`` (default: ``$EVENTBUS_PROVIDER`` or ``app.event_provider``).
@@ -39,12 +42,13 @@ def boot(module: str | None = None) -> str | None:
             "yours, and run from the project root so it is importable)",
             name,
             PROVIDER_ENV,
+            extra=_NO_JOB,
         )
         return None
     except BaseException as exc:
         exc.add_note(f"raised while eventbus.boot loaded the event provider {name!r}")
         raise
-    logger.debug("loaded event provider %r into the default bus", name)
+    logger.debug("loaded event provider %r into the default bus", name, extra=_NO_JOB)
     return name
 
 

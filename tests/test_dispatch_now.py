@@ -148,7 +148,33 @@ async def test_no_listeners_is_a_no_op(caplog: pytest.LogCaptureFixture) -> None
     (record,) = [r for r in caplog.records if r.name == "eventbus"]
     assert record.levelno == logging.DEBUG
     assert record.event_name == "nobody"  # type: ignore[attr-defined]
+    assert record.listener is None  # type: ignore[attr-defined]
     assert "no listeners" in record.getMessage()
+
+
+async def test_every_record_fits_a_formatter_using_the_structured_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus(driver="sync")
+
+    async def breaks(event: OrderPlaced) -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.DEBUG, logger="eventbus"):
+        bus.listen(OrderPlaced)(breaks)
+        bus.listen(OrderPlaced)(breaks)  # the repeat is logged
+        await bus.dispatch_now(Nobody())
+        await bus.dispatch(Nobody())
+        await bus.dispatch(OrderPlaced())
+        with pytest.raises(KeyError):
+            async with bus.defer():
+                await bus.dispatch(OrderPlaced())
+                raise KeyError("rolled back")
+    records = [r for r in caplog.records if r.name == "eventbus"]
+    assert len(records) == 5  # no listeners x2, repeat, failure, discarded defer
+    formatter = logging.Formatter("%(event_name)s %(listener)s %(attempt)s %(message)s")
+    for record in records:
+        formatter.format(record)  # raises (KeyError/ValueError) if a field is missing
 
 
 @pytest.mark.parametrize(

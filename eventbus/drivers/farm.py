@@ -169,7 +169,12 @@ class AsyncFarm(Driver):
                 "drain timed out after %ss with %d job(s) unfinished; cancelling them",
                 self.drain_timeout,
                 self._unfinished,
-                extra={"unfinished": self._unfinished},
+                extra={
+                    "unfinished": self._unfinished,
+                    "event_name": None,
+                    "listener": None,
+                    "attempt": None,
+                },
             )
 
     def _wake_producers(self) -> None:
