@@ -7,14 +7,19 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Event", "default_event_name"]
+__all__ = ["Event", "default_event_name", "snake_case"]
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
+def snake_case(class_name: str) -> str:
+    """``NewChatEvent`` -> ``"new_chat_event"``; ``HTTPRequest`` -> ``"http_request"``."""
+    return _CAMEL_BOUNDARY.sub("_", class_name).lower()
+
+
 def default_event_name(class_name: str) -> str:
     """``NewChatEvent`` -> ``"new_chat"``; ``HTTPRequestSeen`` -> ``"http_request_seen"``."""
-    snake = _CAMEL_BOUNDARY.sub("_", class_name).lower()
+    snake = snake_case(class_name)
     if snake.endswith("_event") and snake != "_event":
         snake = snake[: -len("_event")]
     return snake

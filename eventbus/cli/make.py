@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import keyword
-import re
 import sys
 from pathlib import Path
 
-__all__ = ["InvalidName", "class_and_module", "register"]
+from eventbus._event import default_event_name, snake_case
 
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+__all__ = ["InvalidName", "class_and_module", "register"]
 
 EVENTS_DIR = "app/events"
 LISTENERS_DIR = "app/listeners"
@@ -105,7 +104,7 @@ def class_and_module(name: str, what: str = "name") -> tuple[str, str]:
         class_name = name[:1].upper() + name[1:]
     if not class_name:
         raise InvalidName(f"the {what} {name!r} has no letters; pass a name such as NewChatEvent")
-    module = _CAMEL_BOUNDARY.sub("_", class_name).lower()
+    module = snake_case(class_name)
     if keyword.iskeyword(module):
         raise InvalidName(
             f"the {what} {name!r} would make the module {module!r}, a Python keyword; "
@@ -162,8 +161,6 @@ def _make_event(args: argparse.Namespace) -> int:
         cls, module = class_and_module(args.name, "event name")
     except InvalidName as exc:
         return _usage(str(exc))
-    from eventbus._event import default_event_name
-
     source = EVENT_TEMPLATE.format(cls=cls, event_name=default_event_name(cls))
     return _write(Path(args.path), module, source, cls)
 
