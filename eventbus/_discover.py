@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ._listener import EventListener, RegistrationError, listener_event_types, qualified_name
+from ._provider import is_missing
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -111,7 +112,7 @@ def _walk(package: str) -> list[ModuleType]:
     try:
         root = importlib.import_module(package)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and (package == exc.name or package.startswith(exc.name + ".")):
+        if is_missing(package, exc):
             raise ModuleNotFoundError(
                 f"listener package {package!r} was not found; run from the project root so "
                 "it is importable, or pass the dotted name of your listeners package",

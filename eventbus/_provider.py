@@ -11,13 +11,18 @@ from ._listener import RegistrationError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["ProviderNotFound", "load_provider"]
+__all__ = ["ProviderNotFound", "is_missing", "load_provider"]
 
 DEFAULT_PROVIDER = "app.event_provider"
 
 
 class ProviderNotFound(RegistrationError, ModuleNotFoundError):
     """The provider module itself does not exist (not: one of its imports is missing)."""
+
+
+def is_missing(module: str, exc: ModuleNotFoundError) -> bool:
+    """Whether ``exc`` says ``module`` (or a parent package) is missing, not one of its imports."""
+    return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))
 
 
 def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -> EventBus:
@@ -29,7 +34,7 @@ def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -
     try:
         imported = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+        if is_missing(module, exc):
             raise ProviderNotFound(
                 f"provider module {module!r} was not found; create it with an `events` dict, "
                 "or point EVENTBUS_PROVIDER / --provider at yours (run from the project root "
