@@ -1,10 +1,13 @@
-"""Every async test runs on asyncio and trio (anyio's pytest plugin)."""
+"""Every async test runs on asyncio and trio (anyio's pytest plugin); shared fixtures."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fixtures_core import forget
 
 import eventbus
 
@@ -20,3 +23,18 @@ def _fresh_default_bus() -> Iterator[None]:
     previous = eventbus.set_bus(None)
     yield
     eventbus.set_bus(previous)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty project root: the current directory, first on sys.path, no ``app.*`` loaded.
+
+    For what runs "from the project root" (make, list, discover, boot). The cwd, sys.path,
+    ``EVENTBUS_PROVIDER`` and the imported ``app`` modules are restored afterwards.
+    """
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    monkeypatch.delenv("EVENTBUS_PROVIDER", raising=False)
+    forget("app")
+    yield tmp_path
+    forget("app")

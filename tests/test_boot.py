@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from fixtures_core import forget, write
 
 import eventbus
 
-PROVIDER = '''
+PROVIDER = """
 from eventbus import Event, EventListener
 
 
@@ -27,30 +27,17 @@ class GenerateChatTitle(EventListener):
 
 
 events = {NewChatEvent: [GenerateChatTitle]}
-'''
+"""
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
-    monkeypatch.delenv("EVENTBUS_PROVIDER", raising=False)
-    _forget()
-    yield tmp_path
-    _forget()
-
-
-def _forget() -> None:
-    for name in [n for n in sys.modules if n.split(".")[0] in ("app", "myapp")]:
-        del sys.modules[name]
+def project(project: Path) -> Iterator[Path]:
+    """The shared empty project root; ``myapp`` and ``eventbus.boot`` are forgotten too."""
+    forget("myapp")
     sys.modules.pop("eventbus.boot", None)
-    importlib.invalidate_caches()
-
-
-def write(root: Path, path: str, source: str) -> None:
-    target = root / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(textwrap.dedent(source))
+    yield project
+    forget("myapp")
+    sys.modules.pop("eventbus.boot", None)
 
 
 def boot() -> ModuleType:
@@ -64,9 +51,7 @@ def test_loads_app_event_provider_into_the_default_bus(project: Path) -> None:
     module = boot()
     provider = sys.modules["app.event_provider"]
     assert module.provider == "app.event_provider"
-    assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [
-        provider.GenerateChatTitle
-    ]
+    assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [provider.GenerateChatTitle]
 
 
 def test_environment_variable_names_the_provider(
@@ -77,9 +62,7 @@ def test_environment_variable_names_the_provider(
     monkeypatch.setenv("EVENTBUS_PROVIDER", "myapp.wiring")
     assert boot().provider == "myapp.wiring"
     provider = sys.modules["myapp.wiring"]
-    assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [
-        provider.GenerateChatTitle
-    ]
+    assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [provider.GenerateChatTitle]
 
 
 def test_missing_provider_is_an_info_not_a_crash(

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures_core import write
 
 from eventbus.cli import main
 
@@ -40,7 +38,7 @@ class Unheard(Event):
     pass
 '''
 
-LISTENERS = '''
+LISTENERS = """
 from typing import TYPE_CHECKING
 
 from eventbus import EventListener
@@ -71,9 +69,9 @@ class Compliance(EventListener):
 
 class Unannotated(EventListener):
     async def handle(self, event) -> None: ...  # type: ignore[no-untyped-def]
-'''
+"""
 
-PROVIDER = '''
+PROVIDER = """
 from app.events import Auditable, ChatActivity, NewChatEvent, NewUserMessage
 from app.listeners.chat import AuditTrail, Compliance, GenerateChatTitle, NewMessageListener
 
@@ -83,34 +81,19 @@ events = {
     ChatActivity: [AuditTrail],
     Auditable: [Compliance],
 }
-'''
+"""
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # main() adds the cwd
-    monkeypatch.delenv("EVENTBUS_PROVIDER", raising=False)
-    _forget_app()
-    write(tmp_path, "app/__init__.py", "")
-    write(tmp_path, "app/events.py", EVENTS)
-    write(tmp_path, "app/listeners/__init__.py", "")
-    write(tmp_path, "app/listeners/chat.py", LISTENERS)
-    write(tmp_path, "app/event_provider.py", PROVIDER)
-    yield tmp_path
-    _forget_app()
-
-
-def _forget_app() -> None:
-    for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
-
-
-def write(root: Path, path: str, source: str) -> None:
-    target = root / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(textwrap.dedent(source))
+def project(project: Path) -> Path:
+    """The shared project root with the chat app, *not* on sys.path: main() must add it."""
+    sys.path.remove(str(project))
+    write(project, "app/__init__.py", "")
+    write(project, "app/events.py", EVENTS)
+    write(project, "app/listeners/__init__.py", "")
+    write(project, "app/listeners/chat.py", LISTENERS)
+    write(project, "app/event_provider.py", PROVIDER)
+    return project
 
 
 def listed(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, list[dict[str, object]]]:
@@ -165,12 +148,16 @@ def test_text_output_marks_inherited_listeners(
 def test_subclasses_of_registered_events_are_listed(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write(project, "app/event_provider.py", '''
+    write(
+        project,
+        "app/event_provider.py",
+        """
         from app.events import ChatActivity
         from app.listeners.chat import AuditTrail
 
         events = {ChatActivity: [AuditTrail]}
-    ''')
+    """,
+    )
     table = listed(capsys)
     assert list(table) == ["chat_activity", "new_chat", "new_user_message"]
     assert short(table["new_user_message"]) == [("AuditTrail", True)]

@@ -8,29 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import eventbus
 from eventbus.cli import main
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty project root as the current directory, with ``app.*`` forgotten after."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
-    _forget_app()
-    yield tmp_path
-    _forget_app()
-
-
-def _forget_app() -> None:
-    for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
 
 
 def test_make_event_writes_the_module_and_package_inits(
@@ -215,8 +198,15 @@ def test_generated_files_pass_ruff_and_mypy_strict(project: Path) -> None:
     env = {**os.environ, "MYPYPATH": str(Path(eventbus.__file__).parent.parent)}
     result = subprocess.run(
         [
-            sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent",
-            "--no-incremental", "--python-version", "3.11", "app",
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--follow-imports=silent",
+            "--no-incremental",
+            "--python-version",
+            "3.11",
+            "app",
         ],
         capture_output=True,
         text=True,

@@ -20,8 +20,12 @@ from eventbus.demo.listeners import AuditTrail, GenerateChatTitle, NewMessageLis
 def summary(out: str) -> dict[str, str]:
     return {
         m.group(1): m.group(2)
-        for m in re.finditer(r"^(events dispatched|listener runs|failures retried|throughput|"
-                             r"context)\s+(.*)$", out, re.M)
+        for m in re.finditer(
+            r"^(events dispatched|listener runs|failures retried|throughput|"
+            r"context)\s+(.*)$",
+            out,
+            re.M,
+        )
     }
 
 

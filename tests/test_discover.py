@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures_core import write
 
 import eventbus
 
-EVENTS = '''
+EVENTS = """
 from eventbus import Event
 
 
@@ -27,31 +25,16 @@ class NewChatEvent(ChatActivity):
 
 class NewUserMessage(ChatActivity):
     text: str
-'''
+"""
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
-    _forget_app()
-    write(tmp_path, "app/__init__.py", "")
-    write(tmp_path, "app/events.py", EVENTS)
-    write(tmp_path, "app/listeners/__init__.py", "")
-    yield tmp_path
-    _forget_app()
-
-
-def _forget_app() -> None:
-    for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
-
-
-def write(root: Path, path: str, source: str) -> None:
-    target = root / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(textwrap.dedent(source))
+def project(project: Path) -> Path:
+    """The shared empty project root, with the events and an empty listeners package."""
+    write(project, "app/__init__.py", "")
+    write(project, "app/events.py", EVENTS)
+    write(project, "app/listeners/__init__.py", "")
+    return project
 
 
 def names(bus: eventbus.EventBus, event_type: type) -> list[str]:
@@ -61,7 +44,10 @@ def names(bus: eventbus.EventBus, event_type: type) -> list[str]:
 def test_registers_by_annotation_including_type_checking_imports_and_unions(
     project: Path,
 ) -> None:
-    write(project, "app/listeners/titles.py", '''
+    write(
+        project,
+        "app/listeners/titles.py",
+        """
         from typing import TYPE_CHECKING
 
         from eventbus import EventListener
@@ -72,9 +58,13 @@ def test_registers_by_annotation_including_type_checking_imports_and_unions(
 
         class GenerateChatTitle(EventListener):
             async def handle(self, event: "NewChatEvent") -> None: ...
-    ''')
+    """,
+    )
     write(project, "app/listeners/nested/__init__.py", "")
-    write(project, "app/listeners/nested/tracking.py", '''
+    write(
+        project,
+        "app/listeners/nested/tracking.py",
+        """
         from __future__ import annotations
 
         from eventbus import EventListener
@@ -88,7 +78,8 @@ def test_registers_by_annotation_including_type_checking_imports_and_unions(
 
         class Audit(EventListener):
             def handle(self, event: ChatActivity) -> None: ...
-    ''')
+    """,
+    )
     bus = eventbus.EventBus(driver="sync")
     result = eventbus.discover("app.listeners", bus)
     events = importlib.import_module("app.events")
@@ -109,15 +100,22 @@ def test_registers_by_annotation_including_type_checking_imports_and_unions(
 
 
 def test_type_checking_name_shared_by_two_event_classes_is_told_apart(project: Path) -> None:
-    write(project, "app/other_events.py", '''
+    write(
+        project,
+        "app/other_events.py",
+        '''
         from eventbus import Event
 
 
         class NewChatEvent(Event):
             """Same class name as app.events.NewChatEvent, different event."""
-    ''')
+    ''',
+    )
     importlib.import_module("app.other_events")
-    write(project, "app/listeners/titles.py", '''
+    write(
+        project,
+        "app/listeners/titles.py",
+        """
         from typing import TYPE_CHECKING
 
         from eventbus import EventListener
@@ -128,7 +126,8 @@ def test_type_checking_name_shared_by_two_event_classes_is_told_apart(project: P
 
         class GenerateChatTitle(EventListener):
             async def handle(self, event: "NewChatEvent") -> None: ...
-    ''')
+    """,
+    )
     bus = eventbus.EventBus(driver="sync")
     result = eventbus.discover("app.listeners", bus)
     assert result.registered[0].events == (importlib.import_module("app.events").NewChatEvent,)
@@ -137,7 +136,10 @@ def test_type_checking_name_shared_by_two_event_classes_is_told_apart(project: P
 def test_unusable_listeners_are_reported_not_guessed(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write(project, "app/listeners/broken.py", '''
+    write(
+        project,
+        "app/listeners/broken.py",
+        '''
         from eventbus import EventListener
 
         from app.events import NewChatEvent
@@ -164,7 +166,8 @@ def test_unusable_listeners_are_reported_not_guessed(
 
         class Fine(EventListener):
             async def handle(self, event: NewChatEvent) -> None: ...
-    ''')
+    ''',
+    )
     bus = eventbus.EventBus(driver="sync")
     with caplog.at_level(logging.WARNING, logger="eventbus"):
         result = eventbus.discover("app.listeners", bus)
@@ -183,7 +186,10 @@ def test_unusable_listeners_are_reported_not_guessed(
 
 
 def test_imported_listener_classes_are_not_registered_twice(project: Path) -> None:
-    write(project, "app/listeners/a.py", '''
+    write(
+        project,
+        "app/listeners/a.py",
+        """
         from eventbus import EventListener
 
         from app.events import NewChatEvent
@@ -191,14 +197,18 @@ def test_imported_listener_classes_are_not_registered_twice(project: Path) -> No
 
         class Original(EventListener):
             async def handle(self, event: NewChatEvent) -> None: ...
-    ''')
+    """,
+    )
     write(project, "app/listeners/b.py", "from app.listeners.a import Original\n")
     result = eventbus.discover("app.listeners", eventbus.EventBus(driver="sync"))
     assert [d.listener.__name__ for d in result.registered] == ["Original"]
 
 
 def test_default_bus_and_a_single_module(project: Path) -> None:
-    write(project, "app/one.py", '''
+    write(
+        project,
+        "app/one.py",
+        """
         from eventbus import EventListener
 
         from app.events import NewChatEvent
@@ -206,7 +216,8 @@ def test_default_bus_and_a_single_module(project: Path) -> None:
 
         class Solo(EventListener):
             async def handle(self, event: NewChatEvent) -> None: ...
-    ''')
+    """,
+    )
     result = eventbus.discover("app.one")
     events = importlib.import_module("app.events")
     assert result.modules == ["app.one"]

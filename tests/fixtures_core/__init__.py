@@ -18,6 +18,20 @@ from types import ModuleType
 import pytest
 
 
+def write(root: Path, path: str, source: str) -> None:
+    """Write ``root/path`` (folders created), dedenting ``source``."""
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(textwrap.dedent(source))
+
+
+def forget(*packages: str) -> None:
+    """Drop ``packages`` and their submodules from ``sys.modules``, so the next test re-imports."""
+    for name in [n for n in sys.modules if n.split(".")[0] in packages]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
 class Modules:
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, package: str = "") -> None:
         self.root = root
