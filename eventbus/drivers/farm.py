@@ -88,8 +88,6 @@ class AsyncFarm(Driver):
         self._room: deque[anyio.Event] = deque()  # producers waiting for queue space
         self._joiners: list[anyio.Event] = []
         self._unfinished = 0  # queued + waiting to retry + running
-        self._delayed: set[Job] = set()  # waiting out a retry backoff
-        self._running: list[Job | None] = []
         self._accepting = False
         self._draining = False  # stopping: only our own jobs may still dispatch
         self._worker_ids: set[int] = set()
@@ -151,11 +149,10 @@ class AsyncFarm(Driver):
         with anyio.CancelScope(shield=True) as scope:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                self._running = [None] * self.max_concurrency
                 self._worker_ids.clear()
                 self._idle.clear()  # the wake-ups of a previous run's workers
                 for slot in range(self.max_concurrency):
-                    tg.start_soon(self._worker, slot, name=f"eventbus-worker-{slot}")
+                    tg.start_soon(self._worker, name=f"eventbus-worker-{slot}")
                 task_status.started(scope)
 
     async def _drain(self) -> None:
@@ -286,10 +283,9 @@ class AsyncFarm(Driver):
 
     # -- consuming ------------------------------------------------------------------------
 
-    async def _worker(self, slot: int) -> None:
+    async def _worker(self) -> None:
         self._worker_ids.add(anyio.get_current_task().id)
         jobs, idle, room = self._jobs, self._idle, self._room
-        running = self._running
         stats = self.bus.stats
         bus = self.bus
         batch = 0
@@ -306,7 +302,6 @@ class AsyncFarm(Driver):
                 room.popleft().set()
             stats.queued -= 1
             stats.running += 1
-            running[slot] = job
             finished = False
             try:
                 listener, ctx = job.listener, job.context
@@ -325,7 +320,6 @@ class AsyncFarm(Driver):
                     exc = await run_attempt(listener, job.event, ctx)
                 finished = True
             finally:
-                running[slot] = None
                 stats.running -= 1
                 if not finished:  # cancelled: the drain deadline passed
                     self._finish()
@@ -360,19 +354,16 @@ class AsyncFarm(Driver):
             self._requeue(job)
         else:
             assert self._tg is not None
-            self._delayed.add(job)
             self._tg.start_soon(self._retry_later, job, delay)
 
     async def _retry_later(self, job: Job, delay: float) -> None:
         requeued = False
         try:
             await anyio.sleep(delay)
-            self._delayed.discard(job)
             self._requeue(job)
             requeued = True
         finally:
             if not requeued:  # cancelled by the drain deadline while waiting
-                self._delayed.discard(job)
                 self.bus.stats.queued -= 1
                 self._finish()
                 self.bus.job_dropped(job.listener, job.event, "waiting to retry", job.attempt)
