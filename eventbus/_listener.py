@@ -384,7 +384,11 @@ def listener_event_types(listener: Any, *, may_import: bool = True) -> tuple[typ
     ):
         params = params[1:]  # self
     if not params:
-        raise RegistrationError(f"{name}: the handler takes no event parameter")
+        raise RegistrationError(
+            f"{name}: the handler takes no event parameter; give it one "
+            "(`async def handle(self, event: NewChatEvent)`) or name the events: "
+            "@listen(NewChatEvent)"
+        )
     annotation = params[0].annotation
     if annotation is inspect.Parameter.empty:
         raise RegistrationError(

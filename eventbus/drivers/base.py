@@ -44,7 +44,10 @@ class Driver(abc.ABC):
     def bind(self, bus: EventBus) -> None:
         """Called once, by the bus that will use this driver."""
         if getattr(self, "bus", None) is not None and self.bus is not bus:
-            raise ValueError(f"{type(self).__name__} is already used by another EventBus")
+            raise ValueError(
+                f"{type(self).__name__} is already used by another EventBus ({self.bus!r}); "
+                "a driver serves one bus, so give each EventBus its own instance"
+            )
         self.bus = bus
 
     @asynccontextmanager
