@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 
 from . import context
 from ._bus import EventBus, Stats
-from ._discover import Discovery, discover
+from ._discover import DiscoveredListener, Discovery, SkippedListener, discover
 from ._errors import EventBusError, FarmNotRunning, QueueFull, RegistrationError
 from ._event import Event
 from ._listener import EventListener, Listener, Policy
@@ -20,6 +20,7 @@ from .context import define_key
 from .drivers.base import Driver
 
 __all__ = [
+    "DiscoveredListener",
     "Discovery",
     "Driver",
     "Event",
@@ -33,6 +34,7 @@ __all__ = [
     "QueueFull",
     "RegistrationError",
     "Route",
+    "SkippedListener",
     "Stats",
     "context",
     "define_key",
