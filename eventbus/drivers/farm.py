@@ -77,7 +77,11 @@ class AsyncFarm(Driver):
             raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
         if on_full not in ("wait", "raise"):
             raise ValueError(f"on_full must be 'wait' or 'raise', got {on_full!r}")
-        if drain_timeout is not None and drain_timeout < 0:
+        if drain_timeout is not None and (
+            isinstance(drain_timeout, bool)
+            or not isinstance(drain_timeout, int | float)
+            or drain_timeout < 0
+        ):
             raise ValueError(f"drain_timeout must be >= 0 seconds or None, got {drain_timeout!r}")
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
