@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import statistics
@@ -128,17 +129,20 @@ async def one_round(kind: str, workers: int, n: int, work: Path) -> float:
     from eventbus.drivers import _wire
     from eventbus.drivers.rabbitmq import RabbitMQDriver, Topology
 
+    # The listeners must carry the names the workers import: benchmarks.rabbitmq.on_tick,
+    # not __main__.on_tick when this file runs as `python -m benchmarks.rabbitmq`.
+    provider = importlib.import_module("benchmarks.rabbitmq")
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     results = work / queue
     results.mkdir()
     logs = [work / f"{queue}-{i}.log" for i in range(workers)]
     procs = [_start(kind, queue, results, log) for log in logs]
     try:
-        bus = EventBus(events, driver=RabbitMQDriver(URL, queue=queue))
+        bus = EventBus(provider.events, driver=RabbitMQDriver(URL, queue=queue))
         async with bus:
             await _ready(procs, logs)
             # the raw loop publishes a body of the same size as eventbus's envelope
-            sample = Tick(n=n)
+            sample = provider.Tick(n=n)
             body = _wire.encode(
                 job=uuid.uuid4().hex,
                 event_id=uuid.uuid4().hex,
@@ -149,7 +153,7 @@ async def one_round(kind: str, workers: int, n: int, work: Path) -> float:
                 context={},
                 data=sample.model_dump_json().encode(),
             )
-            ticks = [Tick(n=i) for i in range(n)]
+            ticks = [provider.Tick(n=i) for i in range(n)]
             channel = await bus.driver.connection.channel(  # type: ignore[attr-defined]
                 publisher_confirms=True, on_return_raises=True
             )
@@ -171,7 +175,10 @@ async def one_round(kind: str, workers: int, n: int, work: Path) -> float:
             pump = raw_pump if kind == "raw" else bus_pump
             started = time.perf_counter()
             await asyncio.gather(*(pump() for _ in range(PUBLISHERS)))
+            deadline = time.monotonic() + 120
             while _done(results) < n:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind}: only {_done(results)} of {n} jobs ran in 120s")
                 await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - started
             if _done(results) != n:
