@@ -17,7 +17,7 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 #: Modules of ``eventbus.cli`` that add a command; add yours here.
-COMMANDS: tuple[str, ...] = ("make", "listing", "demo")
+COMMANDS: tuple[str, ...] = ("make", "listing", "demo", "work", "queue")
 
 
 def build_parser() -> argparse.ArgumentParser:
