@@ -19,9 +19,8 @@ from ._listener import (
     Listener,
     Policy,
     RegistrationError,
-    finish_attempt,
     qualified_name,
-    run_attempt,
+    start_attempt,
 )
 from ._table import DispatchTable, Route
 from .drivers.base import Driver
@@ -311,19 +310,12 @@ class EventBus:
             ctx = copy_context()
             stats.running += 1
             try:
-                if listener.policy.timeout is None and not listener.make_in_context:
-                    # run_attempt's fast path inlined: most listeners finish in one step
-                    try:
-                        coro = listener.make(event)
-                        first = ctx.run(coro.send, None)  # type: ignore[attr-defined]
-                    except StopIteration:
-                        exc = None
-                    except Exception as error:
-                        exc = error
-                    else:
-                        exc = await finish_attempt(coro, ctx, first)  # type: ignore[arg-type]
-                else:
-                    exc = await run_attempt(listener, event, ctx)
+                outcome = start_attempt(listener, event, ctx)
+                exc = (
+                    outcome
+                    if outcome is None or isinstance(outcome, BaseException)
+                    else (await outcome)
+                )
             finally:
                 stats.running -= 1
             if exc is None:

@@ -22,7 +22,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._errors import FarmNotRunning, QueueFull
-from .._listener import finish_attempt, run_attempt
+from .._listener import start_attempt
 from .base import Driver
 
 if TYPE_CHECKING:
@@ -308,20 +308,12 @@ class AsyncFarm(Driver):
             stats.running += 1
             finished = False
             try:
-                listener, ctx = job.listener, job.context
-                if listener.policy.timeout is None and not listener.make_in_context:
-                    # run_attempt's fast path inlined: most listeners finish in one step
-                    try:
-                        coro = listener.make(job.event)
-                        first = ctx.run(coro.send, None)  # type: ignore[attr-defined]
-                    except StopIteration:
-                        exc = None
-                    except Exception as error:
-                        exc = error
-                    else:
-                        exc = await finish_attempt(coro, ctx, first)  # type: ignore[arg-type]
-                else:
-                    exc = await run_attempt(listener, job.event, ctx)
+                outcome = start_attempt(job.listener, job.event, job.context)
+                exc = (
+                    outcome
+                    if outcome is None or isinstance(outcome, BaseException)
+                    else (await outcome)
+                )
                 finished = True
             finally:
                 stats.running -= 1
