@@ -110,8 +110,16 @@ def _make_driver(
 
         return SyncDriver()
     if name == "rabbitmq":
-        from .drivers.rabbitmq import RabbitMQDriver
-
+        try:
+            from .drivers.rabbitmq import RabbitMQDriver
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("aio_pika", "aiormq", "yarl"):
+                raise
+            raise ModuleNotFoundError(
+                f"the rabbitmq driver needs aio-pika ({exc.name} is not installed); "
+                "install it with: pip install 'eventbus[rabbitmq]'",
+                name=exc.name,
+            ) from exc
         return RabbitMQDriver()
     source = "driver=" if driver is not None else "QUEUE_DRIVER="
     raise ValueError(

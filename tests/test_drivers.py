@@ -234,3 +234,14 @@ def test_a_driver_instance_serves_one_bus() -> None:
     EventBus(driver=driver)
     with pytest.raises(ValueError, match=r"already used by another EventBus.*its own instance"):
         EventBus(driver=driver)
+
+
+def test_rabbitmq_driver_without_aio_pika_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "eventbus.drivers.rabbitmq", raising=False)
+    monkeypatch.setitem(sys.modules, "aio_pika", None)  # import of aio_pika now fails
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'eventbus\[rabbitmq\]'"):
+        EventBus(driver="rabbitmq")
