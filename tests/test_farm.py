@@ -8,6 +8,7 @@ from contextvars import ContextVar
 
 import anyio
 import pytest
+from fixtures_core.gate import gated_listener
 
 from eventbus import Event, EventBus, EventListener, QueueFull, context, define_key
 
@@ -143,16 +144,8 @@ async def test_concurrency_bound_holds_with_retries_and_many_listeners() -> None
 
 async def test_backpressure_blocks_dispatch_until_there_is_room() -> None:
     bus = EventBus(max_concurrency=1, max_queue=2)
-    gate = anyio.Event()
-    started = anyio.Event()
-    ran: list[int] = []
+    gate, started, ran = gated_listener(bus, Ping)
     returned = anyio.Event()
-
-    @bus.listen(Ping)
-    async def gated(event: Ping) -> None:
-        started.set()
-        await gate.wait()
-        ran.append(event.n)
 
     async def producer() -> None:
         await bus.dispatch(Ping(n=4))
@@ -177,15 +170,7 @@ async def test_backpressure_blocks_dispatch_until_there_is_room() -> None:
 
 async def test_on_full_raise_raises_queue_full_and_does_not_count_the_event() -> None:
     bus = EventBus(max_concurrency=1, max_queue=2, on_full="raise")
-    gate = anyio.Event()
-    started = anyio.Event()
-    ran: list[int] = []
-
-    @bus.listen(Ping)
-    async def gated(event: Ping) -> None:
-        started.set()
-        await gate.wait()
-        ran.append(event.n)
+    gate, started, ran = gated_listener(bus, Ping)
 
     with anyio.fail_after(5):
         async with bus:
@@ -222,15 +207,7 @@ async def test_an_event_with_more_listeners_than_max_queue_still_gets_in() -> No
 
 async def test_a_producer_cancelled_while_waiting_for_room_does_not_take_a_wake_up() -> None:
     bus = EventBus(max_concurrency=1, max_queue=1)
-    gate = anyio.Event()
-    started = anyio.Event()
-    ran: list[int] = []
-
-    @bus.listen(Ping)
-    async def gated(event: Ping) -> None:
-        started.set()
-        await gate.wait()
-        ran.append(event.n)
+    gate, started, ran = gated_listener(bus, Ping)
 
     scope = anyio.CancelScope()
 

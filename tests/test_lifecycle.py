@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from fixtures_core.gate import gated_listener
 
 from eventbus import Event, EventBus, FarmNotRunning
 
@@ -224,16 +225,8 @@ async def test_follow_up_dispatched_by_a_listener_while_draining_still_runs() ->
 
 async def test_outside_producer_waiting_for_room_is_told_when_the_farm_stops() -> None:
     bus = EventBus(max_concurrency=1, max_queue=1)
-    gate = anyio.Event()
-    started = anyio.Event()
+    gate, started, ran = gated_listener(bus, Ping)
     refused: list[BaseException] = []
-    ran: list[int] = []
-
-    @bus.listen(Ping)
-    async def gated(event: Ping) -> None:
-        started.set()
-        await gate.wait()
-        ran.append(event.n)
 
     async def producer() -> None:
         try:

@@ -6,6 +6,7 @@ import logging
 
 import anyio
 import pytest
+from fixtures_core.gate import gated_listener
 
 from eventbus import Event, EventBus, QueueFull, Stats
 
@@ -106,13 +107,7 @@ async def test_final_states_and_retries_are_counted_per_job(
 
 async def test_refused_dispatches_are_not_counted() -> None:
     bus = EventBus(max_concurrency=1, max_queue=1, on_full="raise")
-    gate = anyio.Event()
-    started = anyio.Event()
-
-    @bus.listen(Order)
-    async def gated(event: Order) -> None:
-        started.set()
-        await gate.wait()
+    gate, started, _ = gated_listener(bus, Order)
 
     with pytest.raises(Exception, match="not running"):
         await bus.dispatch(Order())
