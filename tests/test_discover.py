@@ -28,6 +28,21 @@ class NewUserMessage(ChatActivity):
 """
 
 
+# A listener that names its event only under TYPE_CHECKING; ``events`` is where it imports from.
+TITLES = """
+from typing import TYPE_CHECKING
+
+from eventbus import EventListener
+
+if TYPE_CHECKING:
+    from {events} import NewChatEvent
+
+
+class GenerateChatTitle(EventListener):
+    async def handle(self, event: "NewChatEvent") -> None: ...
+"""
+
+
 @pytest.fixture
 def project(project: Path) -> Path:
     """The shared empty project root, with the events and an empty listeners package."""
@@ -44,22 +59,7 @@ def names(bus: eventbus.EventBus, event_type: type) -> list[str]:
 def test_registers_by_annotation_including_type_checking_imports_and_unions(
     project: Path,
 ) -> None:
-    write(
-        project,
-        "app/listeners/titles.py",
-        """
-        from typing import TYPE_CHECKING
-
-        from eventbus import EventListener
-
-        if TYPE_CHECKING:
-            from app.events import NewChatEvent
-
-
-        class GenerateChatTitle(EventListener):
-            async def handle(self, event: "NewChatEvent") -> None: ...
-    """,
-    )
+    write(project, "app/listeners/titles.py", TITLES.format(events="app.events"))
     write(project, "app/listeners/nested/__init__.py", "")
     write(
         project,
@@ -112,22 +112,7 @@ def test_type_checking_name_shared_by_two_event_classes_is_told_apart(project: P
     ''',
     )
     importlib.import_module("app.other_events")
-    write(
-        project,
-        "app/listeners/titles.py",
-        """
-        from typing import TYPE_CHECKING
-
-        from eventbus import EventListener
-
-        if TYPE_CHECKING:
-            from ..events import NewChatEvent
-
-
-        class GenerateChatTitle(EventListener):
-            async def handle(self, event: "NewChatEvent") -> None: ...
-    """,
-    )
+    write(project, "app/listeners/titles.py", TITLES.format(events="..events"))
     bus = eventbus.EventBus(driver="sync")
     result = eventbus.discover("app.listeners", bus)
     assert result.registered[0].events == (importlib.import_module("app.events").NewChatEvent,)
