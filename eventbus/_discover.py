@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ._listener import EventListener, RegistrationError, listener_event_types, qualified_name
-from ._provider import is_missing
+from ._provider import import_existing
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -109,16 +109,14 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
 
 
 def _walk(package: str) -> list[ModuleType]:
-    try:
-        root = importlib.import_module(package)
-    except ModuleNotFoundError as exc:
-        if is_missing(package, exc):
-            raise ModuleNotFoundError(
-                f"listener package {package!r} was not found; run from the project root so "
-                "it is importable, or pass the dotted name of your listeners package",
-                name=package,
-            ) from exc
-        raise
+    root = import_existing(
+        package,
+        ModuleNotFoundError(
+            f"listener package {package!r} was not found; run from the project root so "
+            "it is importable, or pass the dotted name of your listeners package",
+            name=package,
+        ),
+    )
     modules = [root]
     path = getattr(root, "__path__", None)
     if path is None:  # a single module is fine too

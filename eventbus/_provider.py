@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ._listener import RegistrationError
@@ -11,7 +12,7 @@ from ._listener import RegistrationError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["ProviderNotFound", "is_missing", "load_provider"]
+__all__ = ["ProviderNotFound", "import_existing", "is_missing", "load_provider"]
 
 DEFAULT_PROVIDER = "app.event_provider"
 
@@ -25,22 +26,34 @@ def is_missing(module: str, exc: ModuleNotFoundError) -> bool:
     return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))
 
 
+def import_existing(module: str, missing: Exception) -> ModuleType:
+    """Import ``module``; raise ``missing`` (the fix for the user) if ``module`` itself is absent.
+
+    A module that exists but fails on one of *its* imports raises that error unchanged: the
+    real cause, not a misleading "not found".
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if is_missing(module, exc):
+            raise missing from exc
+        raise
+
+
 def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -> EventBus:
     """Import ``module`` and register its ``events`` dict on ``bus`` (the default bus)."""
     if bus is None:
         from . import get_bus
 
         bus = get_bus()
-    try:
-        imported = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if is_missing(module, exc):
-            raise ProviderNotFound(
-                f"provider module {module!r} was not found; create it with an `events` dict, "
-                "or point EVENTBUS_PROVIDER / --provider at yours (run from the project root "
-                "so it is importable)"
-            ) from exc
-        raise  # the provider exists but one of its own imports failed: show the real cause
+    imported = import_existing(
+        module,
+        ProviderNotFound(
+            f"provider module {module!r} was not found; create it with an `events` dict, "
+            "or point EVENTBUS_PROVIDER / --provider at yours (run from the project root "
+            "so it is importable)"
+        ),
+    )
     events = getattr(imported, "events", None)
     if events is None:
         raise RegistrationError(
