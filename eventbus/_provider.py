@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -12,9 +13,28 @@ from ._listener import RegistrationError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["ProviderNotFound", "import_existing", "is_missing", "load_provider"]
+__all__ = [
+    "PROVIDER_ENV",
+    "ProviderNotFound",
+    "import_existing",
+    "is_missing",
+    "load_provider",
+    "provider_module",
+]
 
 DEFAULT_PROVIDER = "app.event_provider"
+
+#: Environment variable naming the provider module.
+PROVIDER_ENV = "EVENTBUS_PROVIDER"
+
+
+def provider_module(module: str | None = None) -> str:
+    """``module``, else ``$EVENTBUS_PROVIDER``, else ``app.event_provider``.
+
+    One lookup order for boot, ``eventbus list`` and ``eventbus work``, so they always agree
+    on which provider an app has.
+    """
+    return module or os.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
 
 
 class ProviderNotFound(RegistrationError, ModuleNotFoundError):

@@ -13,16 +13,12 @@ error, with a note saying which provider was being loaded.
 from __future__ import annotations
 
 import logging
-import os
 
-from ._provider import DEFAULT_PROVIDER, ProviderNotFound, load_provider
+from ._provider import PROVIDER_ENV, ProviderNotFound, load_provider, provider_module
 
 __all__ = ["PROVIDER_ENV", "boot", "provider"]
 
 logger = logging.getLogger("eventbus")
-
-#: Environment variable naming the provider module.
-PROVIDER_ENV = "EVENTBUS_PROVIDER"
 
 # Every eventbus record carries these, so a formatter using %(listener)s never fails.
 _NO_JOB = {"event_name": None, "listener": None, "attempt": None}
@@ -33,7 +29,7 @@ def boot(module: str | None = None) -> str | None:
 
     Returns the module name that was loaded, or ``None`` when it does not exist.
     """
-    name = module or os.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
+    name = provider_module(module)
     try:
         load_provider(name)
     except ProviderNotFound:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from typing import Any
+
+from ._common import add_provider_option
 
 __all__ = ["event_types", "register", "table"]
 
@@ -31,12 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the project root: the current directory is importable."
         ),
     )
-    parser.add_argument(
-        "--provider",
-        metavar="MODULE",
-        help="provider module with an `events` dict (default: $EVENTBUS_PROVIDER or "
-        "app.event_provider; not loaded when only --discover is given)",
-    )
+    add_provider_option(parser, note="; not loaded when only --discover is given")
     parser.add_argument(
         "--discover",
         metavar="PACKAGE",
@@ -117,12 +113,12 @@ def _qualified(cls: type) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     import eventbus
-    from eventbus._provider import DEFAULT_PROVIDER
+    from eventbus._provider import provider_module
 
     bus = eventbus.get_bus()
     provider = args.provider
     if provider is None and not args.discover:
-        provider = os.environ.get("EVENTBUS_PROVIDER") or DEFAULT_PROVIDER
+        provider = provider_module()
     discoveries = []
     try:
         if provider is not None:

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+from ._common import add_broker_options
+
 __all__ = ["queue_stats", "register", "replay_dead"]
 
 
@@ -29,10 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     replay.add_argument("--limit", type=int, metavar="N", help="replay at most N jobs")
     for sub in (stats, replay):
-        sub.add_argument(
-            "--queue", metavar="NAME", help="queue name (default: $EVENTBUS_QUEUE or eventbus)"
-        )
-        sub.add_argument("--url", help="broker URL (default: $RABBITMQ_URL or local guest)")
+        add_broker_options(sub)
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(handler=_stats)
     replay.set_defaults(handler=_replay)

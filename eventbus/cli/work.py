@@ -15,6 +15,8 @@ import signal
 import sys
 from typing import Any
 
+from ._common import add_broker_options, add_provider_option
+
 __all__ = ["register"]
 
 logger = logging.getLogger("eventbus")
@@ -29,12 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "by the provider. Run from the project root: the current directory is importable."
         ),
     )
-    parser.add_argument(
-        "--provider",
-        metavar="MODULE",
-        help="provider module with an `events` dict (default: $EVENTBUS_PROVIDER or "
-        "app.event_provider)",
-    )
+    add_provider_option(parser)
     parser.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -42,10 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="jobs run at once, and the prefetch count (default 10)",
     )
-    parser.add_argument(
-        "--queue", metavar="NAME", help="queue name (default: $EVENTBUS_QUEUE or eventbus)"
-    )
-    parser.add_argument("--url", help="broker URL (default: $RABBITMQ_URL or local guest)")
+    add_broker_options(parser)
     parser.add_argument(
         "--grace",
         type=float,
@@ -81,11 +75,11 @@ def _positive_int(text: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from eventbus import EventBus, RegistrationError, load_provider, set_bus
-    from eventbus._provider import DEFAULT_PROVIDER
+    from eventbus._provider import provider_module
     from eventbus.drivers.rabbitmq import RabbitMQDriver
     from eventbus.worker import Worker
 
-    provider = args.provider or os.environ.get("EVENTBUS_PROVIDER") or DEFAULT_PROVIDER
+    provider = provider_module(args.provider)
     bus = EventBus(driver=RabbitMQDriver(args.url, queue=args.queue), name=f"worker-{os.getpid()}")
     set_bus(bus)  # listeners that dispatch publish through this worker's connection
     try:
