@@ -147,16 +147,8 @@ async def test_sigkill_one_of_two_workers_loses_nothing(queue: str, workers: Any
 
 async def test_sigterm_with_short_jobs_finishes_them_all(queue: str, workers: Any) -> None:
     (worker,) = await workers(1, "--concurrency", "10", "--grace", "10")
-    bus = producer(queue)
-    async with bus:
-        await dispatch_all(bus, [Slow(n=n, seconds=0.5) for n in range(10)])
-    await wait_until(
-        lambda: sum(r.kind == "start" for r in results(workers.results)) == 10, 20, "10 starts"
-    )
-    worker.signal(signal.SIGTERM)
-    signalled = time.monotonic()
-    code = await worker.wait(15)
-    took = time.monotonic() - signalled
+    jobs = [Slow(n=n, seconds=0.5) for n in range(10)]
+    code, took = await _sigterm_once_running(queue, workers, worker, jobs, running=10, exit_in=15)
     records = results(workers.results)
     counts = done_by_n(records)
     ready, _ = await depth(queue)
@@ -173,16 +165,10 @@ async def test_sigterm_with_short_jobs_finishes_them_all(queue: str, workers: An
 async def test_sigterm_with_long_jobs_requeues_them_within_grace(queue: str, workers: Any) -> None:
     grace = 1.0
     (worker,) = await workers(1, "--concurrency", "4", "--grace", str(grace))
-    bus = producer(queue)
-    async with bus:
-        await dispatch_all(bus, [Slow(n=n, seconds=60) for n in range(6)])
-    await wait_until(
-        lambda: sum(r.kind == "start" for r in results(workers.results)) == 4, 20, "4 starts"
+    jobs = [Slow(n=n, seconds=60) for n in range(6)]
+    code, took = await _sigterm_once_running(
+        queue, workers, worker, jobs, running=4, exit_in=grace + 5
     )
-    worker.signal(signal.SIGTERM)
-    signalled = time.monotonic()
-    code = await worker.wait(grace + 5)
-    took = time.monotonic() - signalled
     await wait_until(lambda: _is_ready(queue, 6), 10, "6 messages ready again")
     output = worker.output()
     figure(
@@ -194,6 +180,24 @@ async def test_sigterm_with_long_jobs_requeues_them_within_grace(queue: str, wor
     assert took < grace + 1
     assert "4 job(s) running after the 1.0s grace period" in output
     assert not done_by_n(results(workers.results))
+
+
+async def _sigterm_once_running(
+    queue: str, workers: Any, worker: Any, jobs: list[Slow], *, running: int, exit_in: float
+) -> tuple[int, float]:
+    """Queue ``jobs``, SIGTERM ``worker`` once ``running`` of them started: (exit code, seconds)."""
+    bus = producer(queue)
+    async with bus:
+        await dispatch_all(bus, jobs)
+    await wait_until(
+        lambda: sum(r.kind == "start" for r in results(workers.results)) == running,
+        20,
+        f"{running} starts",
+    )
+    worker.signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    code = await worker.wait(exit_in)
+    return code, time.monotonic() - signalled
 
 
 async def _ready(queue: str) -> int:
