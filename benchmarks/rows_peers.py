@@ -240,15 +240,10 @@ peer("S4", "fastapi-events dispatch", "fastapi_events", FASTAPI_NOTE, start_n=25
 
 
 async def _bubus_construct(n: int, clock: Clock) -> Sequence[Tally]:
-    ping = _bubus_ping()
-    k, reps = block_of(n)
-    tally = Tally(range(k), reps, key=lambda obj: obj.i)
-    hit = tally.hit
-    with clock:
-        for _ in range(reps):
-            for i in range(k):
-                hit(ping(i=i, payload="x"))
-    return [tally]
+    from .rows_core import constructing
+
+    tallies: Sequence[Tally] = await constructing(_bubus_ping())(n, clock)
+    return tallies  # bubus is imported only when the row runs
 
 
 peer("S5", "bubus BaseEvent", "bubus", "adds a uuid7 id, timestamps, result slots")(
