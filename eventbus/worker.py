@@ -38,6 +38,9 @@ __all__ = ["Job", "Worker", "WorkerReport", "current_job"]
 
 logger = logging.getLogger("eventbus")
 
+# Every eventbus record carries these, so a formatter using %(listener)s never fails.
+_NO_JOB: dict[str, Any] = {"event_name": None, "listener": None, "attempt": None}
+
 #: Headers a dead-lettered message carries (besides ``x-death`` from the broker).
 REASON_HEADER = "x-eventbus-reason"
 ERROR_TYPE_HEADER = "x-eventbus-error-type"
@@ -212,6 +215,7 @@ class Worker:
                     topology.queue,
                     self.concurrency,
                     len(self._listeners),
+                    extra=_NO_JOB,
                 )
                 await stop.wait()
                 await self._shutdown(channel, queue, tag, hurry)
@@ -223,7 +227,7 @@ class Worker:
                 if not channel.is_closed:
                     with contextlib.suppress(Exception):
                         await channel.close()
-        logger.info("eventbus worker stopped: %r", self.report)
+        logger.info("eventbus worker stopped: %r", self.report, extra=_NO_JOB)
         return self.report
 
     def _watch_connection(self) -> None:
@@ -234,11 +238,15 @@ class Worker:
             if self._stopping or connection.is_closed:
                 return
             lost_at[:] = [time.monotonic()]
-            logger.warning("eventbus worker lost its RabbitMQ connection (%r); reconnecting", exc)
+            logger.warning(
+                "eventbus worker lost its RabbitMQ connection (%r); reconnecting",
+                exc,
+                extra=_NO_JOB,
+            )
 
         def back(_: Any) -> None:
             took = time.monotonic() - lost_at[0] if lost_at else 0.0
-            logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took)
+            logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took, extra=_NO_JOB)
 
         connection.close_callbacks.add(lost)
         connection.reconnect_callbacks.add(back)
@@ -255,6 +263,7 @@ class Worker:
             "eventbus worker stopping: %d job(s) running, waiting up to %ss",
             self._busy,
             self.grace,
+            extra=_NO_JOB,
         )
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
@@ -274,6 +283,7 @@ class Worker:
                 self._busy,
                 self.grace,
                 self._inbox.qsize(),
+                extra=_NO_JOB,
             )
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
@@ -308,6 +318,7 @@ class Worker:
                 now - last_at,
                 (done - last) / (now - last_at),
                 report,
+                extra=_NO_JOB,
             )
             last, last_at = done, now
 
@@ -318,12 +329,14 @@ class Worker:
             self.report.stale += 1  # the broker requeued it already; don't run it twice
             return
         body = message.body
+        envelope = None
         try:
             envelope, _ = _wire.decode_head(body)
             cls, listener = self._resolve(envelope)
             event = _wire.decode_event(cls, body)
         except _wire.PoisonMessage as exc:
-            await self._dead_letter(message, exc.reason, {}, message.message_id or "")
+            extra = _NO_JOB if envelope is None else _envelope_record(envelope)
+            await self._dead_letter(message, exc.reason, {}, message.message_id or "", extra)
             return
         bus = self.bus
         stats = bus.stats
@@ -351,7 +364,7 @@ class Worker:
                     (time.perf_counter() - started) * 1000,
                     extra=_record(event, listener, job.attempt),
                 )
-            await _ack(message)
+            await _ack(message, event.event_name, listener.name, job.attempt)  # no dict per job
             return
         await self._failed_attempt(message, envelope, event, listener, error, ctx)
 
@@ -366,6 +379,7 @@ class Worker:
     ) -> None:
         policy = listener.policy
         attempt = envelope.attempt
+        extra = _record(event, listener, attempt)
         if attempt < policy.tries:
             delay = policy.delay(attempt)
             self.bus.job_retrying(listener, event, error, attempt, delay)
@@ -389,10 +403,11 @@ class Worker:
                     body, target, message_id=envelope.job_id, what=f"the retry of {envelope!r}"
                 )
             except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
-                await _give_back(message, f"could not queue the retry of {envelope!r}: {exc!r}")
+                why = f"could not queue the retry of {envelope!r}: {exc!r}"
+                await _give_back(message, why, extra)
                 return
             self.report.retried += 1
-            await _ack(message)
+            await _ack(message, **extra)
             return
         # In the job's context, so failed() sees the dispatcher's context and current_job().
         await _drive(self.bus.job_failed(listener, event, error, attempt), ctx)
@@ -402,10 +417,15 @@ class Worker:
             ERROR_HEADER: str(error)[:1000],
             ATTEMPTS_HEADER: attempt,
         }
-        await self._dead_letter(message, "failed", headers, envelope.job_id)
+        await self._dead_letter(message, "failed", headers, envelope.job_id, extra)
 
     async def _dead_letter(
-        self, message: AbstractIncomingMessage, reason: str, headers: dict[str, Any], job: str
+        self,
+        message: AbstractIncomingMessage,
+        reason: str,
+        headers: dict[str, Any],
+        job: str,
+        extra: dict[str, Any],
     ) -> None:
         headers[REASON_HEADER] = reason
         if reason != "failed":
@@ -414,6 +434,7 @@ class Worker:
                 job or "(no id)",
                 self.driver.queue,
                 reason,
+                extra=extra,
             )
         try:
             await self.driver.publish(
@@ -424,10 +445,10 @@ class Worker:
                 what=f"the dead-letter of {job or 'a message'}",
             )
         except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
-            await _give_back(message, f"could not dead-letter {job}: {exc!r}")
+            await _give_back(message, f"could not dead-letter {job}: {exc!r}", extra)
             return
         self.report.dead_lettered += 1
-        await _ack(message)
+        await _ack(message, **extra)
 
 
 class _Unknown:
@@ -437,7 +458,12 @@ class _Unknown:
 _UNKNOWN: Any = _Unknown()
 
 
-async def _ack(message: AbstractIncomingMessage) -> None:
+async def _ack(
+    message: AbstractIncomingMessage,
+    event_name: str | None,
+    listener: str | None,
+    attempt: int | None,
+) -> None:
     try:
         await message.ack()
     except aiormq.exceptions.ChannelInvalidStateError:
@@ -446,14 +472,24 @@ async def _ack(message: AbstractIncomingMessage) -> None:
         logger.warning(
             "could not ack job %s: its channel closed; the broker will redeliver it",
             message.message_id,
+            extra={"event_name": event_name, "listener": listener, "attempt": attempt},
         )
 
 
-async def _give_back(message: AbstractIncomingMessage, why: str) -> None:
-    logger.error("%s; returning the job to the queue", why)
+async def _give_back(message: AbstractIncomingMessage, why: str, extra: dict[str, Any]) -> None:
+    logger.error("%s; returning the job to the queue", why, extra=extra)
     with contextlib.suppress(aiormq.exceptions.ChannelInvalidStateError):
         await message.nack(requeue=True)
 
 
 def _record(event: Event, listener: Listener, attempt: int) -> dict[str, Any]:
     return {"event_name": event.event_name, "listener": listener.name, "attempt": attempt}
+
+
+def _envelope_record(envelope: _wire.Envelope) -> dict[str, Any]:
+    """What a job's envelope names, for a message that cannot be run (no event, no listener)."""
+    return {
+        "event_name": envelope.event_name,
+        "listener": envelope.listener,
+        "attempt": envelope.attempt,
+    }

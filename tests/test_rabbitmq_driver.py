@@ -6,11 +6,13 @@ Broker tests are asyncio-only (aio-pika); the trio test checks the driver refuse
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import aio_pika
 import anyio
 import pytest
 from bson import ObjectId
@@ -262,6 +264,55 @@ async def test_worker_in_process_runs_jobs_with_context_and_object_id(queue: str
     report = await task
     assert seen == [(oid, "ada", 1)] and isinstance(seen[0][0], ObjectId)
     assert report.succeeded == 1 and consumer.stats.succeeded == 1
+
+
+async def test_worker_log_records_carry_event_listener_and_attempt(
+    queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventbus")
+    done = anyio.Event()
+
+    class Greet(EventListener):
+        async def handle(self, event: Numbered) -> None:
+            done.set()
+
+    unknown_listener = _wire.encode(
+        job="p",
+        event_id="e",
+        event_name="numbered",
+        listener="os.system",
+        attempt=2,
+        dispatched_at=0.0,
+        context={},
+        data=b"{}",
+    )
+    producer = bus_for(queue, {Numbered: [Greet]})
+    async with producer:
+        channel = await producer.driver.connection.channel()  # type: ignore[attr-defined]
+        for body, kind in ((b"not json", "garbage"), (unknown_listener, "unknown-listener")):
+            await channel.default_exchange.publish(aio_pika.Message(body, message_id=kind), queue)
+        await producer.dispatch(Numbered(n=1))
+    # One runner takes the messages in queue order: the poison is handled before Greet runs.
+    worker = Worker(bus_for(queue, {Numbered: [Greet]}), concurrency=1, verbose=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    with anyio.fail_after(15):
+        await done.wait()
+    stop.set()
+    assert (await task).dead_lettered == 2
+    records = [r for r in caplog.records if r.name == "eventbus"]
+    formatter = logging.Formatter("%(event_name)s %(listener)s %(attempt)s %(message)s")
+    lines = [formatter.format(r) for r in records]  # raises if a record lacks a field
+    assert any(line.startswith("None None None dead-lettering message garbage") for line in lines)
+    assert any(
+        line.startswith("numbered os.system 2 dead-lettering message unknown-listener")
+        for line in lines
+    )
+    ran = [r for r in records if r.getMessage().startswith("ran ")]
+    assert [(r.event_name, r.listener.endswith("Greet"), r.attempt) for r in ran] == [  # type: ignore[attr-defined]
+        ("numbered", True, 1)
+    ]
+    assert any(r.getMessage().startswith("eventbus worker stopped") for r in records)
 
 
 def test_queue_cli_stats_and_replay_dead(queue: str, capsys: pytest.CaptureFixture[str]) -> None:

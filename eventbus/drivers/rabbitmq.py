@@ -55,6 +55,10 @@ __all__ = [
 
 logger = logging.getLogger("eventbus")
 
+# Every eventbus record carries these, so a formatter using %(listener)s never fails; a
+# publish carries bytes, its job is named in the message.
+_NO_JOB: dict[str, Any] = {"event_name": None, "listener": None, "attempt": None}
+
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_QUEUE = "eventbus"
 #: Environment variables read when the driver is created by name (``QUEUE_DRIVER=rabbitmq``).
@@ -394,6 +398,6 @@ class RabbitMQDriver(Driver):
             except _TRANSIENT as exc:
                 # The robust connection is reconnecting: wait for it, then publish again
                 # (at-least-once: a publish whose confirm was lost may be queued twice).
-                logger.debug("publish of %s interrupted (%r); retrying", what, exc)
+                logger.debug("publish of %s interrupted (%r); retrying", what, exc, extra=_NO_JOB)
                 await asyncio.sleep(0.05)
                 await channel.ready()
