@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -22,6 +21,7 @@ from ._listener import (
     qualified_name,
     start_attempt,
 )
+from ._log import NO_JOB, job_record, logger, record
 from ._table import DispatchTable, Route
 from .drivers.base import Driver
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EventBus", "Stats"]
 
-logger = logging.getLogger("eventbus")
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
@@ -391,7 +390,7 @@ class EventBus:
                     "discarding %d deferred event(s) after an error: %s",
                     len(buffer.items),
                     ", ".join(event.event_name for event, _ in buffer.items),
-                    extra={"event_name": None, "listener": None, "attempt": None},
+                    extra=NO_JOB,
                 )
             raise
         finally:
@@ -423,7 +422,7 @@ class EventBus:
             listener.policy.tries,
             delay,
             exc,
-            extra=_record(event, listener, attempt),
+            extra=job_record(event, listener, attempt),
         )
 
     async def job_failed(
@@ -438,7 +437,7 @@ class EventBus:
             attempt,
             listener.policy.tries,
             exc_info=exc,
-            extra=_record(event, listener, attempt),
+            extra=job_record(event, listener, attempt),
         )
         try:
             await listener.call_failed(event, exc)
@@ -447,7 +446,7 @@ class EventBus:
                 "%s.failed() raised while handling the failure of %s",
                 listener.name,
                 event.event_name,
-                extra=_record(event, listener, attempt),
+                extra=job_record(event, listener, attempt),
             )
         if self.on_failure is not None:
             try:
@@ -459,7 +458,7 @@ class EventBus:
                     "on_failure raised while reporting %s failing %s",
                     listener.name,
                     event.event_name,
-                    extra=_record(event, listener, attempt),
+                    extra=job_record(event, listener, attempt),
                 )
 
     def job_dropped(
@@ -480,7 +479,7 @@ class EventBus:
             state,
             attempt,
             reason,
-            extra={**_record(event, listener, attempt), "state": state},
+            extra={**job_record(event, listener, attempt), "state": state},
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -550,12 +549,8 @@ def _no_listeners(event: Event) -> None:
     logger.debug(
         "no listeners for %s",
         event.event_name,
-        extra={"event_name": event.event_name, "listener": None, "attempt": None},
+        extra=record(event.event_name),
     )
-
-
-def _record(event: Event, listener: Listener, attempt: int) -> dict[str, Any]:
-    return {"event_name": event.event_name, "listener": listener.name, "attempt": attempt}
 
 
 def _looks_like_listener(obj: Any) -> bool:

@@ -11,21 +11,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import logging
 import pkgutil
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ._listener import EventListener, RegistrationError, listener_event_types, qualified_name
+from ._log import NO_JOB, logger, record
 from ._provider import import_existing
 
 if TYPE_CHECKING:
     from ._bus import EventBus
 
 __all__ = ["DiscoveredListener", "Discovery", "SkippedListener", "discover"]
-
-logger = logging.getLogger("eventbus")
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
                     package,
                     qualified_name(cls),
                     exc,
-                    extra={"listener": qualified_name(cls), "event_name": None, "attempt": None},
+                    extra=record(listener=qualified_name(cls)),
                 )
                 continue
             result.registered.append(DiscoveredListener(cls, events))
@@ -95,7 +93,7 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
                 package,
                 qualified_name(cls),
                 ", ".join(getattr(t, "event_name", t.__qualname__) for t in events),
-                extra={"listener": qualified_name(cls), "event_name": None, "attempt": None},
+                extra=record(listener=qualified_name(cls)),
             )
     logger.info(
         "discover(%r): %d module(s), %d listener(s) registered, %d skipped",
@@ -103,7 +101,7 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
         len(result.modules),
         len(result.registered),
         len(result.skipped),
-        extra={"event_name": None, "listener": None, "attempt": None},
+        extra=NO_JOB,
     )
     return result
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -15,10 +14,9 @@ from ._listener import (
     listener_event_types,
     qualified_name,
 )
+from ._log import logger, record
 
 __all__ = ["DispatchTable", "Route"]
-
-logger = logging.getLogger("eventbus")
 
 
 class Route(NamedTuple):
@@ -78,7 +76,7 @@ class DispatchTable:
                 "%s is already registered for %s; ignoring the repeat",
                 listener.name,
                 qualified_name(key),
-                extra={"listener": listener.name, "event_name": _name_of(key), "attempt": None},
+                extra=record(_name_of(key), listener.name),
             )
             return
         bucket.append(listener)

@@ -12,16 +12,13 @@ error, with a note saying which provider was being loaded.
 
 from __future__ import annotations
 
-import logging
-
+from ._log import NO_JOB, logger
 from ._provider import PROVIDER_ENV, ProviderNotFound, load_provider, provider_module
 
 __all__ = ["PROVIDER_ENV", "boot", "provider"]
 
-logger = logging.getLogger("eventbus")
 
 # Every eventbus record carries these, so a formatter using %(listener)s never fails.
-_NO_JOB = {"event_name": None, "listener": None, "attempt": None}
 
 
 def boot(module: str | None = None) -> str | None:
@@ -38,13 +35,13 @@ def boot(module: str | None = None) -> str | None:
             "yours, and run from the project root so it is importable)",
             name,
             PROVIDER_ENV,
-            extra=_NO_JOB,
+            extra=NO_JOB,
         )
         return None
     except BaseException as exc:
         exc.add_note(f"raised while eventbus.boot loaded the event provider {name!r}")
         raise
-    logger.debug("loaded event provider %r into the default bus", name, extra=_NO_JOB)
+    logger.debug("loaded event provider %r into the default bus", name, extra=NO_JOB)
     return name
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
+from collections.abc import Mapping
 from contextvars import Context, ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from . import context as _context
 from ._event import Event
 from ._listener import _drive, qualified_name, run_attempt
+from ._log import NO_JOB, job_record, logger, record
 from .drivers import _wire
 from .drivers.rabbitmq import BrokerError, RabbitMQDriver
 
@@ -36,10 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Job", "Worker", "WorkerReport", "current_job"]
 
-logger = logging.getLogger("eventbus")
 
 # Every eventbus record carries these, so a formatter using %(listener)s never fails.
-_NO_JOB: dict[str, Any] = {"event_name": None, "listener": None, "attempt": None}
 
 #: Headers a dead-lettered message carries (besides ``x-death`` from the broker).
 REASON_HEADER = "x-eventbus-reason"
@@ -215,7 +214,7 @@ class Worker:
                     topology.queue,
                     self.concurrency,
                     len(self._listeners),
-                    extra=_NO_JOB,
+                    extra=NO_JOB,
                 )
                 await stop.wait()
                 await self._shutdown(channel, queue, tag, hurry)
@@ -227,7 +226,7 @@ class Worker:
                 if not channel.is_closed:
                     with contextlib.suppress(Exception):
                         await channel.close()
-        logger.info("eventbus worker stopped: %r", self.report, extra=_NO_JOB)
+        logger.info("eventbus worker stopped: %r", self.report, extra=NO_JOB)
         return self.report
 
     def _watch_connection(self) -> None:
@@ -241,12 +240,12 @@ class Worker:
             logger.warning(
                 "eventbus worker lost its RabbitMQ connection (%r); reconnecting",
                 exc,
-                extra=_NO_JOB,
+                extra=NO_JOB,
             )
 
         def back(_: Any) -> None:
             took = time.monotonic() - lost_at[0] if lost_at else 0.0
-            logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took, extra=_NO_JOB)
+            logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took, extra=NO_JOB)
 
         connection.close_callbacks.add(lost)
         connection.reconnect_callbacks.add(back)
@@ -263,7 +262,7 @@ class Worker:
             "eventbus worker stopping: %d job(s) running, waiting up to %ss",
             self._busy,
             self.grace,
-            extra=_NO_JOB,
+            extra=NO_JOB,
         )
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
@@ -283,7 +282,7 @@ class Worker:
                 self._busy,
                 self.grace,
                 self._inbox.qsize(),
-                extra=_NO_JOB,
+                extra=NO_JOB,
             )
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
@@ -318,7 +317,7 @@ class Worker:
                 now - last_at,
                 (done - last) / (now - last_at),
                 report,
-                extra=_NO_JOB,
+                extra=NO_JOB,
             )
             last, last_at = done, now
 
@@ -335,7 +334,7 @@ class Worker:
             cls, listener = self._resolve(envelope)
             event = _wire.decode_event(cls, body)
         except _wire.PoisonMessage as exc:
-            extra = _NO_JOB if envelope is None else _envelope_record(envelope)
+            extra = NO_JOB if envelope is None else _envelope_record(envelope)
             await self._dead_letter(message, exc.reason, {}, message.message_id or "", extra)
             return
         bus = self.bus
@@ -362,7 +361,7 @@ class Worker:
                     job.id,
                     job.attempt,
                     (time.perf_counter() - started) * 1000,
-                    extra=_record(event, listener, job.attempt),
+                    extra=job_record(event, listener, job.attempt),
                 )
             await _ack(message, event.event_name, listener.name, job.attempt)  # no dict per job
             return
@@ -379,7 +378,7 @@ class Worker:
     ) -> None:
         policy = listener.policy
         attempt = envelope.attempt
-        extra = _record(event, listener, attempt)
+        extra = job_record(event, listener, attempt)
         if attempt < policy.tries:
             delay = policy.delay(attempt)
             self.bus.job_retrying(listener, event, error, attempt, delay)
@@ -425,7 +424,7 @@ class Worker:
         reason: str,
         headers: dict[str, Any],
         job: str,
-        extra: dict[str, Any],
+        extra: Mapping[str, Any],
     ) -> None:
         headers[REASON_HEADER] = reason
         if reason != "failed":
@@ -476,20 +475,12 @@ async def _ack(
         )
 
 
-async def _give_back(message: AbstractIncomingMessage, why: str, extra: dict[str, Any]) -> None:
+async def _give_back(message: AbstractIncomingMessage, why: str, extra: Mapping[str, Any]) -> None:
     logger.error("%s; returning the job to the queue", why, extra=extra)
     with contextlib.suppress(aiormq.exceptions.ChannelInvalidStateError):
         await message.nack(requeue=True)
 
 
-def _record(event: Event, listener: Listener, attempt: int) -> dict[str, Any]:
-    return {"event_name": event.event_name, "listener": listener.name, "attempt": attempt}
-
-
 def _envelope_record(envelope: _wire.Envelope) -> dict[str, Any]:
     """What a job's envelope names, for a message that cannot be run (no event, no listener)."""
-    return {
-        "event_name": envelope.event_name,
-        "listener": envelope.listener,
-        "attempt": envelope.attempt,
-    }
+    return record(envelope.event_name, envelope.listener, envelope.attempt)

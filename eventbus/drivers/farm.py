@@ -9,7 +9,6 @@ no lock per job.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._errors import FarmNotRunning, QueueFull
 from .._listener import start_attempt
+from .._log import NO_JOB, logger
 from .base import Driver
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncFarm"]
 
-logger = logging.getLogger("eventbus")
 
 #: Jobs a worker runs back to back before it lets other tasks in.
 _FAIRNESS_BATCH = 256
@@ -170,12 +169,7 @@ class AsyncFarm(Driver):
                 "drain timed out after %ss with %d job(s) unfinished; cancelling them",
                 self.drain_timeout,
                 self._unfinished,
-                extra={
-                    "unfinished": self._unfinished,
-                    "event_name": None,
-                    "listener": None,
-                    "attempt": None,
-                },
+                extra={**NO_JOB, "unfinished": self._unfinished},
             )
 
     def _wake_producers(self) -> None:

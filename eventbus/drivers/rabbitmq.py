@@ -19,7 +19,6 @@ aio-pika is asyncio-only, so this driver refuses to run under trio.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -38,6 +37,7 @@ from .. import context as _context
 from .._errors import EventBusError, FarmNotRunning
 from .._event import Event
 from .._listener import RegistrationError, qualified_name
+from .._log import NO_JOB, logger
 from . import _wire
 from .base import Driver
 
@@ -53,11 +53,9 @@ __all__ = [
     "require_asyncio",
 ]
 
-logger = logging.getLogger("eventbus")
 
 # Every eventbus record carries these, so a formatter using %(listener)s never fails; a
 # publish carries bytes, its job is named in the message.
-_NO_JOB: dict[str, Any] = {"event_name": None, "listener": None, "attempt": None}
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_QUEUE = "eventbus"
@@ -398,6 +396,6 @@ class RabbitMQDriver(Driver):
             except _TRANSIENT as exc:
                 # The robust connection is reconnecting: wait for it, then publish again
                 # (at-least-once: a publish whose confirm was lost may be queued twice).
-                logger.debug("publish of %s interrupted (%r); retrying", what, exc, extra=_NO_JOB)
+                logger.debug("publish of %s interrupted (%r); retrying", what, exc, extra=NO_JOB)
                 await asyncio.sleep(0.05)
                 await channel.ready()
