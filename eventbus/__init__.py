@@ -5,7 +5,7 @@ The module-level functions work on a process-wide default bus (:func:`get_bus`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from . import context
@@ -86,7 +86,7 @@ def listen(
     /,
     *events: type,
     tries: int | None = None,
-    backoff: float | Iterable[float] | None = None,
+    backoff: float | Sequence[float] | None = None,
     timeout: float | None = None,
 ) -> Callable[[T], T]: ...
 @overload
@@ -95,7 +95,7 @@ def listen(target: T, /) -> T: ...
 def listen(
     *events: type,
     tries: int | None = None,
-    backoff: float | Iterable[float] | None = None,
+    backoff: float | Sequence[float] | None = None,
     timeout: float | None = None,
 ) -> Callable[[T], T]: ...
 def listen(*events: Any, **policy: Any) -> Any:

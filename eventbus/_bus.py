@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from contextvars import Context, ContextVar, copy_context
 from types import TracebackType
@@ -32,7 +32,6 @@ __all__ = ["EventBus", "Stats"]
 
 
 T = TypeVar("T")
-E = TypeVar("E", bound=Event)
 
 FailureCallback = Callable[[Event, Listener, BaseException], Awaitable[None] | None]
 EventsMapping = Mapping[Any, Iterable[Any]]
@@ -199,7 +198,7 @@ class EventBus:
         /,
         *events: type,
         tries: int | None = None,
-        backoff: float | Iterable[float] | None = None,
+        backoff: float | Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Callable[[T], T]: ...
     @overload
@@ -209,14 +208,14 @@ class EventBus:
         self,
         *events: type,
         tries: int | None = None,
-        backoff: float | Iterable[float] | None = None,
+        backoff: float | Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Callable[[T], T]: ...
     def listen(
         self,
         *events: Any,
         tries: int | None = None,
-        backoff: float | Iterable[float] | None = None,
+        backoff: float | Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Any:
         """Register a listener class or function; returns it unchanged.
@@ -235,7 +234,7 @@ class EventBus:
             self._check_key(key)
 
         def decorator(target: T) -> T:
-            policy = _policy_for(target, tries, backoff, timeout) if has_policy else None
+            policy = Policy.of(target, tries, backoff, timeout) if has_policy else None
             listener = self._table.listener(target, policy)
             if events:
                 for key in events:
@@ -312,7 +311,7 @@ class EventBus:
             return
         errors: list[Exception] | None = None
         stats = self.stats
-        exc: BaseException | None
+        exc: Exception | None
         for listener in listeners:
             ctx = copy_context()
             stats.running += 1
@@ -320,7 +319,7 @@ class EventBus:
                 outcome = start_attempt(listener, event, ctx)
                 exc = (
                     outcome
-                    if outcome is None or isinstance(outcome, BaseException)
+                    if outcome is None or isinstance(outcome, Exception)
                     else (await outcome)
                 )
             finally:
@@ -332,7 +331,7 @@ class EventBus:
             exc.add_note(f"raised by listener {listener.name} handling {event.event_name!r}")
             if errors is None:
                 errors = []
-            errors.append(exc)  # type: ignore[arg-type]
+            errors.append(exc)
         if errors:
             raise ExceptionGroup(
                 f"{len(errors)} of {len(listeners)} listener(s) failed handling "
@@ -559,18 +558,6 @@ def _looks_like_listener(obj: Any) -> bool:
             hasattr(obj, "handle") or issubclass(obj, EventListener)
         )
     return callable(obj)
-
-
-def _policy_for(target: Any, tries: int | None, backoff: Any, timeout: float | None) -> Policy:
-    def pick(given: Any, attr: str, default: Any) -> Any:
-        return given if given is not None else getattr(target, attr, default)
-
-    return Policy(
-        pick(tries, "tries", 1),
-        pick(backoff, "backoff", 0),
-        pick(timeout, "timeout", None),
-        owner=qualified_name(target),
-    )
 
 
 def _describe(key: Any) -> str:

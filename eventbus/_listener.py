@@ -102,6 +102,26 @@ class Policy:
         self.backoff = delays
         self.timeout = None if timeout is None else float(timeout)
 
+    @classmethod
+    def of(
+        cls,
+        target: Any,
+        tries: int | None = None,
+        backoff: float | Sequence[float] | None = None,
+        timeout: float | None = None,
+    ) -> Policy:
+        """The policy given here, else the target's class attributes, else the defaults."""
+
+        def pick(given: Any, attr: str, default: Any) -> Any:
+            return given if given is not None else getattr(target, attr, default)
+
+        return cls(
+            pick(tries, "tries", 1),
+            pick(backoff, "backoff", 0),
+            pick(timeout, "timeout", None),
+            owner=qualified_name(target),
+        )
+
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed ``attempt`` (1-based) before the next one."""
         return float(self.backoff[min(attempt, len(self.backoff)) - 1])
@@ -147,12 +167,7 @@ class Listener:
         if isinstance(target, type):
             handle = _class_handle(target)
             _check_no_init_args(target)
-            self.policy = policy or Policy(
-                getattr(target, "tries", 1),
-                getattr(target, "backoff", 0),
-                getattr(target, "timeout", None),
-                owner=self.name,
-            )
+            self.policy = policy or Policy.of(target)
             self.is_async = inspect.iscoroutinefunction(handle)
             if self.is_async:
                 self.make = _async_method_maker(target)
@@ -162,7 +177,7 @@ class Listener:
             failed = getattr(target, "failed", None)
             self._failed = failed if callable(failed) else None
         elif inspect.isfunction(target) or inspect.ismethod(target) or _is_callable_object(target):
-            self.policy = policy or Policy(owner=self.name)
+            self.policy = policy or Policy.of(target)
             self.is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
                 getattr(target, "__call__", None)  # noqa: B004 - async __call__ objects
             )
@@ -320,27 +335,19 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-async def run_attempt(listener: Listener, event: Event, ctx: Context) -> BaseException | None:
+async def run_attempt(listener: Listener, event: Event, ctx: Context) -> Exception | None:
     """Run one attempt of ``listener`` for ``event`` inside ``ctx``; return what it raised.
 
     Cancellation of the *caller* is never swallowed. A timeout becomes :class:`TimeoutError`.
     """
-    timeout = listener.policy.timeout
+    make = listener.make
     try:
-        if timeout is None:
-            make = listener.make
-            coro = ctx.run(make, event) if listener.make_in_context else make(event)
-            if type(coro) is CoroutineType:  # _drive inlined: one coroutine frame less
-                try:
-                    first = ctx.run(coro.send, None)
-                except StopIteration:
-                    return None
-                await _InContext(coro, ctx, first)
-            else:
-                await _drive(coro, ctx)
+        coro = ctx.run(make, event) if listener.make_in_context else make(event)
+        if listener.policy.timeout is None:
+            await _drive(coro, ctx)
         else:
-            with anyio.fail_after(timeout):
-                await _drive(ctx.run(listener.make, event), ctx)
+            with anyio.fail_after(listener.policy.timeout):
+                await _drive(coro, ctx)
     except Exception as exc:
         return exc
     return None
@@ -348,7 +355,7 @@ async def run_attempt(listener: Listener, event: Event, ctx: Context) -> BaseExc
 
 def start_attempt(
     listener: Listener, event: Event, ctx: Context
-) -> BaseException | Coroutine[Any, Any, BaseException | None] | None:
+) -> Exception | Coroutine[Any, Any, Exception | None] | None:
     """Begin one attempt with its first step run inline, without a coroutine frame.
 
     Most listeners finish in that step. Returns ``None`` when the attempt succeeded, the
@@ -370,12 +377,8 @@ def start_attempt(
 
 async def finish_attempt(
     coro: Coroutine[Any, Any, Any], ctx: Context, first: Any
-) -> BaseException | None:
-    """The rest of an attempt whose first step (run by the caller in ``ctx``) suspended.
-
-    ``dispatch_now`` runs the first step inline (no coroutine frame for the common
-    listener that finishes without suspending) and awaits this only when it did suspend.
-    """
+) -> Exception | None:
+    """The rest of an attempt whose first step (see :func:`start_attempt`) suspended."""
     try:
         await _InContext(coro, ctx, first)
     except Exception as exc:

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["Job", "Worker", "WorkerReport", "current_job"]
 
 
-# Every eventbus record carries these, so a formatter using %(listener)s never fails.
-
 #: Headers a dead-lettered message carries (besides ``x-death`` from the broker).
 REASON_HEADER = "x-eventbus-reason"
 ERROR_TYPE_HEADER = "x-eventbus-error-type"

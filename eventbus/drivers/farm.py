@@ -305,7 +305,7 @@ class AsyncFarm(Driver):
                 outcome = start_attempt(job.listener, job.event, job.context)
                 exc = (
                     outcome
-                    if outcome is None or isinstance(outcome, BaseException)
+                    if outcome is None or isinstance(outcome, Exception)
                     else (await outcome)
                 )
                 finished = True
