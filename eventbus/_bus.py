@@ -10,8 +10,6 @@ from contextvars import Context, ContextVar, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel
-
 from ._event import Event
 from ._listener import (
     EventListener,
@@ -22,7 +20,7 @@ from ._listener import (
     start_attempt,
 )
 from ._log import NO_JOB, job_record, logger, record
-from ._table import DispatchTable, Route
+from ._table import DispatchTable, Route, check_event_key
 from .drivers.base import Driver
 
 if TYPE_CHECKING:
@@ -177,7 +175,7 @@ class EventBus:
                 f"{type(events).__name__}: {events!r}"
             )
         for key, listeners in events.items():
-            self._check_key(key)
+            check_event_key(key)
             if (
                 isinstance(listeners, str | bytes)
                 or not isinstance(listeners, Iterable)
@@ -231,7 +229,7 @@ class EventBus:
             self._table.add_inferred(self._table.listener(target))
             return target
         for key in events:
-            self._check_key(key)
+            check_event_key(key)
 
         def decorator(target: T) -> T:
             policy = Policy.of(target, tries, backoff, timeout) if has_policy else None
@@ -260,24 +258,6 @@ class EventBus:
     def listeners(self) -> list[Listener]:
         """Every compiled listener, in registration order."""
         return self._table.all_listeners()
-
-    def _check_key(self, key: Any) -> None:
-        if not isinstance(key, type):
-            raise RegistrationError(
-                f"{key!r} is not an event class; keys are Event subclasses (or mixins of them)"
-            )
-        if issubclass(key, Event):
-            return
-        if issubclass(key, EventListener) or hasattr(key, "handle"):
-            raise RegistrationError(
-                f"{qualified_name(key)} is a listener, not an event; the provider maps event "
-                "classes to lists of listeners: {NewChatEvent: [GenerateChatTitle]}"
-            )
-        if issubclass(key, BaseModel) or key.__module__ == "builtins":
-            raise RegistrationError(
-                f"{qualified_name(key)} is not an Event subclass; make it "
-                "`class ...(eventbus.Event)` (plain mixin classes of events are allowed too)"
-            )
 
     # -- dispatching ----------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 from ._event import Event
 from ._listener import (
     EventListener,
@@ -16,7 +18,7 @@ from ._listener import (
 )
 from ._log import logger, record
 
-__all__ = ["DispatchTable", "Route"]
+__all__ = ["DispatchTable", "Route", "check_event_key"]
 
 
 class Route(NamedTuple):
@@ -56,18 +58,7 @@ class DispatchTable:
         return compiled
 
     def add(self, key: Any, listener: Listener) -> None:
-        if not isinstance(key, type):
-            raise RegistrationError(
-                f"cannot register {listener.name} for {key!r}: event keys are Event "
-                "subclasses (or mixin classes of events)"
-            )
-        if issubclass(key, EventListener) or (
-            not issubclass(key, Event) and hasattr(key, "handle")
-        ):
-            raise RegistrationError(
-                f"cannot register {listener.name} for {qualified_name(key)}: that is a "
-                "listener, not an event; the provider maps event classes to lists of listeners"
-            )
+        check_event_key(key)
         if self._on_register is not None:
             self._on_register(listener, key)
         bucket = self._by_key.setdefault(key, [])
@@ -152,6 +143,26 @@ class DispatchTable:
         if self._pending:
             self._resolve_pending()
         return list(self._listeners.values())
+
+
+def check_event_key(key: Any) -> None:
+    """Reject what cannot key the table: an Event subclass, or a mixin class of events."""
+    if not isinstance(key, type):
+        raise RegistrationError(
+            f"{key!r} is not an event class; keys are Event subclasses (or mixins of them)"
+        )
+    if issubclass(key, Event):
+        return
+    if issubclass(key, EventListener) or hasattr(key, "handle"):
+        raise RegistrationError(
+            f"{qualified_name(key)} is a listener, not an event; the provider maps event "
+            "classes to lists of listeners: {NewChatEvent: [GenerateChatTitle]}"
+        )
+    if issubclass(key, BaseModel) or key.__module__ == "builtins":
+        raise RegistrationError(
+            f"{qualified_name(key)} is not an Event subclass; make it "
+            "`class ...(eventbus.Event)` (plain mixin classes of events are allowed too)"
+        )
 
 
 def _name_of(key: type) -> str:
