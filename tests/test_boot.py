@@ -106,4 +106,6 @@ def test_boot_function_loads_a_named_module(project: Path) -> None:
     write(project, "myapp/__init__.py", "")
     write(project, "myapp/wiring.py", PROVIDER)
     assert module.boot("myapp.wiring") == "myapp.wiring"
+    provider = sys.modules["myapp.wiring"]
+    assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [provider.GenerateChatTitle]
     assert module.boot("myapp.absent") is None

@@ -188,7 +188,7 @@ def test_env_variable_names_the_provider(
     write(project, "app/wiring.py", PROVIDER)
     (project / "app" / "event_provider.py").unlink()
     monkeypatch.setenv("EVENTBUS_PROVIDER", "app.wiring")
-    assert "new_chat" in listed(capsys)
+    assert list(listed(capsys)) == ["new_chat", "new_user_message", "chat_activity"]
 
 
 def test_missing_and_broken_providers_exit_1(

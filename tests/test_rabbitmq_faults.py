@@ -147,16 +147,20 @@ async def test_sigkill_one_of_two_workers_loses_nothing(queue: str, workers: Any
 
 async def test_sigterm_with_short_jobs_finishes_them_all(queue: str, workers: Any) -> None:
     (worker,) = await workers(1, "--concurrency", "10", "--grace", "10")
-    jobs = [Slow(n=n, seconds=0.5) for n in range(10)]
-    code, took = await _sigterm_once_running(queue, workers, worker, jobs, running=10, exit_in=15)
+    jobs = [Slow(n=n, seconds=1.0) for n in range(10)]
+    code, took, signalled_at = await _sigterm_once_running(
+        queue, workers, worker, jobs, running=10, exit_in=15
+    )
     records = results(workers.results)
     counts = done_by_n(records)
+    after_signal = sum(r.at > signalled_at for r in records if r.kind == "done")
     ready, _ = await depth(queue)
     figure(
-        f"SIGTERM, 10 jobs of 0.5s in flight, grace 10s: completed={len(counts)} "
-        f"requeued={ready} exit code {code} after {took:.2f}s"
+        f"SIGTERM, 10 jobs of 1s in flight, grace 10s: completed={len(counts)} "
+        f"({after_signal} after the signal) requeued={ready} exit code {code} after {took:.2f}s"
     )
     assert code == 0
+    assert after_signal > 0, "jobs were still running when SIGTERM arrived"
     assert sorted(counts) == list(range(10)) and set(counts.values()) == {1}
     assert ready == 0
     assert took < 10
@@ -166,7 +170,7 @@ async def test_sigterm_with_long_jobs_requeues_them_within_grace(queue: str, wor
     grace = 1.0
     (worker,) = await workers(1, "--concurrency", "4", "--grace", str(grace))
     jobs = [Slow(n=n, seconds=60) for n in range(6)]
-    code, took = await _sigterm_once_running(
+    code, took, _ = await _sigterm_once_running(
         queue, workers, worker, jobs, running=4, exit_in=grace + 5
     )
     await wait_until(lambda: _is_ready(queue, 6), 10, "6 messages ready again")
@@ -184,8 +188,11 @@ async def test_sigterm_with_long_jobs_requeues_them_within_grace(queue: str, wor
 
 async def _sigterm_once_running(
     queue: str, workers: Any, worker: Any, jobs: list[Slow], *, running: int, exit_in: float
-) -> tuple[int, float]:
-    """Queue ``jobs``, SIGTERM ``worker`` once ``running`` of them started: (exit code, seconds)."""
+) -> tuple[int, float, float]:
+    """Queue ``jobs``, SIGTERM ``worker`` once ``running`` of them started.
+
+    Returns (exit code, seconds from the signal to the exit, wall-clock time of the signal).
+    """
     bus = producer(queue)
     async with bus:
         await dispatch_all(bus, jobs)
@@ -194,10 +201,11 @@ async def _sigterm_once_running(
         20,
         f"{running} starts",
     )
+    signalled_at = time.time()
     worker.signal(signal.SIGTERM)
     signalled = time.monotonic()
     code = await worker.wait(exit_in)
-    return code, time.monotonic() - signalled
+    return code, time.monotonic() - signalled, signalled_at
 
 
 async def _ready(queue: str) -> int:

@@ -102,7 +102,7 @@ async def test_leaving_the_fake_by_an_exception_restores_the_bus() -> None:
     with pytest.raises(ZeroDivisionError), bus.fake():
         1 / 0  # noqa: B018
     await bus.dispatch_now(KitSignup(email="x"))
-    assert len(calls.handled) == 1
+    assert calls.handled == [KitSignup(email="x")]
 
 
 async def test_fake_while_the_farm_runs_fakes_only_the_faked_types() -> None:
@@ -239,6 +239,7 @@ async def test_faked_dispatch_inside_a_failed_defer_block_records_nothing() -> N
 
 async def test_clear_forgets_what_was_recorded() -> None:
     fake = await record(KitSignup(email="setup"))
+    assert fake.events == [KitSignup(email="setup")]
     fake.clear()
     fake.assert_nothing_dispatched()
 
