@@ -334,21 +334,21 @@ class EventBus:
             context.run(_deferred.set, None)  # released events dispatch for real
             buffer.items.append((event, context))
             return
+        await self._send(event, listeners, copy_context())
+
+    async def _send(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
+        """Hand ``event``'s jobs to the driver (``dispatch``, and ``defer`` releasing)."""
         self.stats.dispatched += 1
         if self._fake is not None and self._fake.intercept(event):
             return  # after defer: a fake records only what a real bus would run
-        if listeners:
-            await self.driver.submit(event, listeners, copy_context())
-        else:
+        if not listeners:
             _no_listeners(event)
-
-    async def _release(self, event: Event, context: Context) -> None:
-        listeners = self._table.lookup(type(event))
-        self.stats.dispatched += 1
-        if self._fake is not None and self._fake.intercept(event):
             return
-        if listeners:
+        try:
             await self.driver.submit(event, listeners, context)
+        except BaseException:
+            self.stats.dispatched -= 1  # refused (or cancelled): dispatch raised, not counted
+            raise
 
     @asynccontextmanager
     async def defer(self) -> AsyncIterator[None]:
@@ -381,7 +381,7 @@ class EventBus:
             return
         for index, (event, context) in enumerate(buffer.items):
             try:
-                await self._release(event, context)
+                await self._send(event, self._table.lookup(type(event)), context)
             except BaseException as exc:
                 rest = len(buffer.items) - index
                 exc.add_note(f"{rest} deferred event(s) from this one on were not dispatched")

@@ -6,9 +6,8 @@ looked up, in order) and the dispatching caller's context. Everything else (look
 
 - :meth:`Driver.submit` accepts one event's jobs. It must not raise for a *listener's*
   failure; it may raise when it cannot accept the jobs (farm not running, queue full,
-  broker unreachable), and then none of the failure is silent. ``stats.dispatched`` counts
-  the event before ``submit``; a driver that accepts none of its jobs takes it back
-  (``bus.stats.dispatched -= 1``) so the count stays exact.
+  broker unreachable), and then none of the failure is silent. An event whose ``submit``
+  raised is not counted in ``stats.dispatched`` (the bus takes care of that).
 - :meth:`Driver.running` is entered by ``async with bus`` and owns whatever runs the jobs.
 - :meth:`Driver.join` waits for the jobs accepted so far.
 

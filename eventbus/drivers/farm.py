@@ -195,7 +195,6 @@ class AsyncFarm(Driver):
 
     async def submit(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
         if not self._accepting and self._closed():
-            self.bus.stats.dispatched -= 1  # refused whole: not dispatched
             raise FarmNotRunning(
                 f"{self.bus!r} cannot queue {event.event_name!r}: its async farm is not running. "
                 "Start it with `async with bus:`, `FastAPI(lifespan=bus.lifespan)`, or set "
@@ -217,7 +216,6 @@ class AsyncFarm(Driver):
             self._accepted(count)
             return
         if self.on_full == "raise":
-            self.bus.stats.dispatched -= 1
             raise QueueFull(
                 f"cannot queue {event.event_name!r}: {len(jobs)} of {self.max_queue} job slots "
                 f"are taken and it needs {count}; raise max_queue, add workers, or use "
@@ -245,7 +243,6 @@ class AsyncFarm(Driver):
                     raise
                 if self._closed():
                     if len(pending) == total:
-                        self.bus.stats.dispatched -= 1
                         raise FarmNotRunning(
                             f"{self.bus!r} stopped while {event.event_name!r} waited for room "
                             "in its queue; the event was not queued"
@@ -256,11 +253,9 @@ class AsyncFarm(Driver):
             self._accepted(1)
 
     def _not_queued(self, pending: deque[Job], total: int, reason: str) -> None:
-        """Account for the jobs of an event that will never be queued."""
-        if len(pending) == total:  # none of it: the event was not dispatched after all
-            self.bus.stats.dispatched -= 1
-            return
-        # Part of the event is queued and will run: the rest is reported, job by job.
+        """Report the jobs of a partly queued event that will never be queued."""
+        if len(pending) == total:
+            return  # none of it was queued: dispatch raises, nothing to report
         for job in pending:
             self.bus.job_dropped(job.listener, job.event, "not queued", 1, reason=reason)
 
