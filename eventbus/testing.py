@@ -33,10 +33,7 @@ def fake(
     """Fake the default bus (:func:`eventbus.get_bus`): ``with eventbus.testing.fake() as f:``."""
     from . import get_bus
 
-    return get_bus().fake(
-        only=_types(only, "only") if only is not None else None,
-        exclude=_types(exclude, "exclude") if exclude is not None else None,
-    )
+    return get_bus().fake(only=only, exclude=exclude)
 
 
 class EventFake:
