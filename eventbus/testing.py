@@ -59,13 +59,8 @@ class EventFake:
         self._active = False
 
     def __repr__(self) -> str:
-        scope = []
-        if self.only is not None:
-            scope.append(f"only={_names(self.only)}")
-        if self.exclude:
-            scope.append(f"exclude={_names(self.exclude)}")
         state = "active" if self._active else "inactive"
-        return f"<EventFake {self.bus.name} {state} {len(self.events)} recorded {' '.join(scope)}>"
+        return f"<EventFake {self.bus.name} {state}, {len(self.events)} recorded, {_scope(self)}>"
 
     # -- what the bus calls ---------------------------------------------------------------
 
