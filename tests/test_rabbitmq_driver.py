@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rabbitmq_app.event_provider import events as app_events
 from rabbitmq_app.events import ChatOpened, Numbered
-from rabbitmq_app.harness import URL_, depth, drain, fresh_queue
+from rabbitmq_app.harness import URL_, depth, drain, envelope, fresh_queue
 from rabbitmq_app.listeners import UserId
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
@@ -195,16 +195,7 @@ def test_envelope_is_versioned_json_with_every_field() -> None:
 
 def test_context_values_must_be_json() -> None:
     with pytest.raises(_wire.EventNotSerializable, match=r"context value\(s\) of \['when'\]"):
-        _wire.encode(
-            job="j",
-            event_id="e",
-            event_name="x",
-            listener="l",
-            attempt=1,
-            dispatched_at=0.0,
-            context={"when": object()},
-            data=b"{}",
-        )
+        envelope(context={"when": object()})
 
 
 # -- against the broker -----------------------------------------------------------------------
@@ -224,8 +215,6 @@ async def test_over_size_event_raises_before_publishing(queue: str) -> None:
 
 
 async def test_dispatch_returns_after_confirm_and_unroutable_raises(queue: str) -> None:
-    import aio_pika
-
     bus = bus_for(queue, app_events)
     async with bus:
         await bus.dispatch(Numbered(n=1))
@@ -276,16 +265,7 @@ async def test_worker_log_records_carry_event_listener_and_attempt(
         async def handle(self, event: Numbered) -> None:
             done.set()
 
-    unknown_listener = _wire.encode(
-        job="p",
-        event_id="e",
-        event_name="numbered",
-        listener="os.system",
-        attempt=2,
-        dispatched_at=0.0,
-        context={},
-        data=b"{}",
-    )
+    unknown_listener = envelope(listener="os.system", attempt=2)
     producer = bus_for(queue, {Numbered: [Greet]})
     async with producer:
         channel = await producer.driver.connection.channel()  # type: ignore[attr-defined]
@@ -325,18 +305,7 @@ def test_queue_cli_stats_and_replay_dead(queue: str, capsys: pytest.CaptureFixtu
         async with bus:
             channel = await bus.driver.connection.channel()  # type: ignore[attr-defined]
             for n in range(3):
-                body = _wire.encode(
-                    job=f"j{n}",
-                    event_id="e",
-                    event_name="numbered",
-                    listener="rabbitmq_app.listeners.Record",
-                    attempt=3,
-                    dispatched_at=0.0,
-                    context={},
-                    data=b'{"n":%d}' % n,
-                )
-                import aio_pika
-
+                body = envelope(job=f"j{n}", attempt=3, data=b'{"n":%d}' % n)
                 await channel.default_exchange.publish(
                     aio_pika.Message(body, message_id=f"j{n}"), f"{queue}.dead"
                 )

@@ -23,7 +23,6 @@ import anyio
 import pytest
 
 from eventbus import EventBus, context
-from eventbus.drivers import _wire
 from eventbus.drivers.rabbitmq import RabbitMQDriver
 from eventbus.worker import ATTEMPTS_HEADER, ERROR_TYPE_HEADER, REASON_HEADER
 
@@ -36,6 +35,7 @@ from rabbitmq_app.harness import (
     Record,
     depth,
     drain,
+    envelope,
     fresh_queue,
     results,
     wait_until,
@@ -351,21 +351,6 @@ async def test_poison_messages_are_dead_lettered_and_good_jobs_complete(
 ) -> None:
     await workers(2, "--concurrency", "20")
     good = 1000
-
-    def envelope(**change: Any) -> bytes:
-        fields: dict[str, Any] = {
-            "job": "p",
-            "event_id": "e",
-            "event_name": "numbered",
-            "listener": "rabbitmq_app.listeners.Record",
-            "attempt": 1,
-            "dispatched_at": 0.0,
-            "context": {},
-            "data": b'{"n":1}',
-        }
-        fields.update(change)
-        return _wire.encode(**fields)
-
     poison = {
         "garbage": b"\x80\x04\x95 not json at all",
         "pickle": b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.",

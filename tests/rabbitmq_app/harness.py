@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
+from eventbus.drivers import _wire
 from eventbus.drivers.rabbitmq import DEFAULT_URL, Topology
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -42,6 +43,22 @@ def require_broker() -> str:
             pytest.fail(f"{message} — CI is set, so the broker tests must run", pytrace=False)
         pytest.skip(message)
     return URL_
+
+
+def envelope(**change: Any) -> bytes:
+    """A wire body for the test app's ``Record`` listener; ``change`` overrides fields."""
+    fields: dict[str, Any] = {
+        "job": "p",
+        "event_id": "e",
+        "event_name": "numbered",
+        "listener": "rabbitmq_app.listeners.Record",
+        "attempt": 1,
+        "dispatched_at": 0.0,
+        "context": {},
+        "data": b'{"n":1}',
+    }
+    fields.update(change)
+    return _wire.encode(**fields)
 
 
 def queue_names(queue: str, delays: tuple[float, ...] = (0.3, 0.6)) -> list[str]:
