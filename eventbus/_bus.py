@@ -167,26 +167,27 @@ class EventBus:
 
     # -- registration ---------------------------------------------------------------------
 
-    def register(self, events: EventsMapping) -> None:
-        """Register a provider mapping ``{EventType: [Listener, ...]}``."""
+    def register(self, events: EventsMapping, *, source: str = "events") -> None:
+        """Register a provider mapping ``{EventType: [Listener, ...]}``, all or nothing.
+
+        Every key and listener is checked before any is registered, so a bad entry leaves
+        the bus as it was. ``source`` names the mapping in error messages.
+        """
+        shape = f"{source} must be a dict of event class -> list of listeners"
         if not isinstance(events, Mapping):
-            raise RegistrationError(
-                f"events must be a dict of event class -> list of listeners, got "
-                f"{type(events).__name__}: {events!r}"
-            )
-        for key, listeners in events.items():
+            raise RegistrationError(f"{shape}, got {type(events).__name__}: {events!r}")
+        checked: list[tuple[type, list[Listener]]] = []
+        for key, targets in events.items():
             check_event_key(key)
-            if (
-                isinstance(listeners, str | bytes)
-                or not isinstance(listeners, Iterable)
-                or (isinstance(listeners, type))
-            ):
+            if not isinstance(targets, list | tuple):
                 raise RegistrationError(
-                    f"the listeners for {_describe(key)} must be a list, got {listeners!r}; "
-                    f"write {{{getattr(key, '__name__', key)}: [{_short(listeners)}]}}"
+                    f"{shape}: the listeners for {_describe(key)} must be a list, got "
+                    f"{targets!r}; write {{{key.__name__}: [{_short(targets)}]}}"
                 )
-            for target in listeners:
-                self._table.add(key, self._table.listener(target))
+            checked.append((key, [self._table.compile(target) for target in targets]))
+        for key, listeners in checked:
+            for listener in listeners:
+                self._table.add(key, self._table.adopt(listener))
 
     # An Event class first: otherwise `@bus.listen(NewChatEvent)` would match `(target: T) -> T`.
     @overload

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -80,11 +79,5 @@ def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -
             f"provider module {module!r} has no `events`; define "
             "`events = {NewChatEvent: [GenerateChatTitle]}` in it"
         )
-    if not isinstance(events, Mapping) or not all(
-        isinstance(listeners, list | tuple) for listeners in events.values()
-    ):
-        raise RegistrationError(
-            f"{module}.events must be a dict of event class -> list of listeners, got {events!r}"
-        )
-    bus.register(events)
+    bus.register(events, source=f"{module}.events")
     return bus

@@ -11,6 +11,7 @@ from ._event import Event
 from ._listener import (
     EventListener,
     Listener,
+    Policy,
     RegistrationError,
     UnresolvedAnnotation,
     listener_event_types,
@@ -46,16 +47,22 @@ class DispatchTable:
 
     # -- registration -------------------------------------------------------------------
 
-    def listener(self, target: Any, policy: Any = None) -> Listener:
+    def listener(self, target: Any, policy: Policy | None = None) -> Listener:
         """The compiled :class:`Listener` for ``target``, created once per target."""
         existing = self._listeners.get(target)
-        if existing is not None:
-            if policy is not None and existing.policy is not policy:
-                existing.policy = policy
-            return existing
-        compiled = Listener(target, policy)
-        self._listeners[target] = compiled
-        return compiled
+        if existing is None:
+            return self.adopt(Listener(target, policy))
+        if policy is not None:
+            existing.policy = policy
+        return existing
+
+    def compile(self, target: Any) -> Listener:
+        """``target`` compiled (and so validated) without registering it."""
+        return self._listeners.get(target) or Listener(target)
+
+    def adopt(self, compiled: Listener) -> Listener:
+        """Keep ``compiled`` as the one :class:`Listener` of its target."""
+        return self._listeners.setdefault(compiled.target, compiled)
 
     def add(self, key: Any, listener: Listener) -> None:
         check_event_key(key)

@@ -18,9 +18,6 @@ from ._provider import PROVIDER_ENV, ProviderNotFound, load_provider, provider_m
 __all__ = ["PROVIDER_ENV", "boot", "provider"]
 
 
-# Every eventbus record carries these, so a formatter using %(listener)s never fails.
-
-
 def boot(module: str | None = None) -> str | None:
     """Load ``module`` (default: ``$EVENTBUS_PROVIDER`` or ``app.event_provider``).
 
