@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from eventbus import Event, EventListener
+
 from .events import ChatOpened, Doomed, Numbered, Slow
 from .listeners import AlwaysFails, Record, RecordChat, SlowRecord
 
-events = {
+events: dict[type[Event], list[type[EventListener]]] = {
     Numbered: [Record],
     Slow: [SlowRecord],
     Doomed: [AlwaysFails],
