@@ -49,7 +49,7 @@ async def test_held_until_the_block_succeeds_then_released_in_order(driver: str)
 async def test_discarded_when_the_block_raises(driver: str) -> None:
     bus, seen = recording_bus(driver)
     async with bus:
-        with pytest.raises(LookupError):
+        with pytest.raises(LookupError, match="the transaction rolled back"):
             async with bus.defer():
                 await bus.dispatch(Placed(n=1))
                 raise LookupError("the transaction rolled back")
@@ -80,10 +80,10 @@ async def test_nested_blocks_release_into_the_outer_one(driver: str) -> None:
                 await bus.dispatch(Placed(n=2))
             await bus.join()
             assert seen == []  # the inner block released into the outer one
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="inner block failed"):
                 async with bus.defer():
                     await bus.dispatch(Placed(n=3))
-                    raise ValueError
+                    raise ValueError("inner block failed")
             await bus.dispatch(Placed(n=4))
         await bus.join()
     assert [n for n, _ in seen] == [1, 2, 4]
@@ -92,11 +92,11 @@ async def test_nested_blocks_release_into_the_outer_one(driver: str) -> None:
 async def test_an_outer_failure_discards_what_inner_blocks_released() -> None:
     bus, seen = recording_bus("async_farm")
     async with bus:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="outer block failed"):
             async with bus.defer():
                 async with bus.defer():
                     await bus.dispatch(Placed(n=1))
-                raise RuntimeError
+                raise RuntimeError("outer block failed")
         await bus.join()
     assert seen == []
 

@@ -121,9 +121,11 @@ async def test_a_failure_does_not_stop_the_rest_and_all_are_grouped() -> None:
     assert isinstance(value_error, ValueError)
     assert str(value_error) == "bad order"
     assert isinstance(key_error, KeyError)
-    assert any("breaks" in note for note in value_error.__notes__)
-    assert any("BreaksToo" in note for note in key_error.__notes__)
-    assert all("order_placed" in note for note in value_error.__notes__)
+    (value_note,) = value_error.__notes__
+    (key_note,) = key_error.__notes__
+    assert value_note.startswith("raised by listener ")
+    assert value_note.endswith(".breaks handling 'order_placed'")
+    assert key_note.endswith(".BreaksToo handling 'order_placed'")
     assert bus.stats.failed == 2
     assert bus.stats.succeeded == 2
 
@@ -166,7 +168,7 @@ async def test_every_record_fits_a_formatter_using_the_structured_fields(
         await bus.dispatch_now(Nobody())
         await bus.dispatch(Nobody())
         await bus.dispatch(OrderPlaced())
-        with pytest.raises(KeyError):
+        with pytest.raises(KeyError, match="rolled back"):
             async with bus.defer():
                 await bus.dispatch(OrderPlaced())
                 raise KeyError("rolled back")

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from fixtures_core.gate import gated_listener
 
-from eventbus import Event, EventBus, QueueFull, Stats
+from eventbus import Event, EventBus, FarmNotRunning, QueueFull, Stats
 
 pytestmark = pytest.mark.anyio
 
@@ -109,7 +109,7 @@ async def test_refused_dispatches_are_not_counted() -> None:
     bus = EventBus(max_concurrency=1, max_queue=1, on_full="raise")
     gate, started, _ = gated_listener(bus, Order)
 
-    with pytest.raises(Exception, match="not running"):
+    with pytest.raises(FarmNotRunning, match="not running"):
         await bus.dispatch(Order())
     assert bus.stats.dispatched == 0
     with anyio.fail_after(5):
@@ -135,8 +135,9 @@ async def test_dispatch_now_counts_too() -> None:
     async def broken(event: Order) -> None:
         raise ValueError
 
-    with pytest.raises(ExceptionGroup):
+    with pytest.raises(ExceptionGroup) as caught:
         await bus.dispatch_now(Order())
+    assert [type(e) for e in caught.value.exceptions] == [ValueError]
     s = bus.stats
     assert (s.dispatched, s.succeeded, s.failed, s.running) == (1, 1, 1, 0)
 
