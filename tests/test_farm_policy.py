@@ -259,18 +259,6 @@ async def test_timeout_fails_an_attempt_and_is_retried(driver: str) -> None:
     assert bus.stats.failed == 1 and bus.stats.retried == 1
 
 
-async def test_timeout_applies_to_dispatch_now() -> None:
-    bus = EventBus()
-
-    @bus.listen(Charge, timeout=0.02)
-    async def hangs(event: Charge) -> None:
-        await anyio.sleep_forever()
-
-    with anyio.fail_after(5), pytest.raises(ExceptionGroup) as info:
-        await bus.dispatch_now(Charge())
-    assert info.group_contains(TimeoutError)
-
-
 async def test_failing_hanging_and_timing_out_listeners_never_stop_the_pool(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -26,18 +26,25 @@ class FollowUp(Event):
     n: int = 0
 
 
+def recording(bus: EventBus) -> list[int]:
+    """Register on ``bus`` a Ping listener that suspends once, then records ``n``."""
+    seen: list[int] = []
+
+    @bus.listen(Ping)
+    async def record(event: Ping) -> None:
+        await anyio.sleep(0)  # a job that suspends: draining must resume it, not just start it
+        seen.append(event.n)
+
+    return seen
+
+
 def dropped_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage().startswith("dropped ")]
 
 
 async def test_normal_exit_runs_every_queued_job() -> None:
     bus = EventBus(max_concurrency=3)
-    seen: list[int] = []
-
-    @bus.listen(Ping)
-    async def record(event: Ping) -> None:
-        await anyio.sleep(0)
-        seen.append(event.n)
+    seen = recording(bus)
 
     with anyio.fail_after(5):
         async with bus:
@@ -51,12 +58,7 @@ async def test_normal_exit_runs_every_queued_job() -> None:
 
 async def test_exit_by_exception_still_drains_and_reraises_the_same_exception() -> None:
     bus = EventBus(max_concurrency=2)
-    seen: list[int] = []
-
-    @bus.listen(Ping)
-    async def record(event: Ping) -> None:
-        await anyio.sleep(0)
-        seen.append(event.n)
+    seen = recording(bus)
 
     class Boom(Exception):
         pass
@@ -73,11 +75,7 @@ async def test_exit_by_exception_still_drains_and_reraises_the_same_exception() 
 
 async def test_the_farm_starts_again_after_an_exception_exit() -> None:
     bus = EventBus()
-    seen: list[int] = []
-
-    @bus.listen(Ping)
-    async def record(event: Ping) -> None:
-        seen.append(event.n)
+    seen = recording(bus)
 
     with anyio.fail_after(5):
         with pytest.raises(KeyError, match="left by an error"):
@@ -332,13 +330,8 @@ async def test_join_waits_for_every_job_queued_so_far() -> None:
 
 async def test_lifespan_works_as_an_app_lifespan() -> None:
     bus = EventBus()
-    seen: list[int] = []
+    seen = recording(bus)
     app: Any = object()
-
-    @bus.listen(Ping)
-    async def record(event: Ping) -> None:
-        await anyio.sleep(0)
-        seen.append(event.n)
 
     with anyio.fail_after(5):
         async with bus.lifespan(app):  # what FastAPI(lifespan=bus.lifespan) does
@@ -381,12 +374,7 @@ async def test_cancelling_the_caller_after_dispatch_does_not_cancel_its_jobs() -
 
 async def test_cancelling_the_host_still_drains() -> None:
     bus = EventBus()
-    done: list[int] = []
-
-    @bus.listen(Ping)
-    async def record(event: Ping) -> None:
-        await anyio.sleep(0)
-        done.append(event.n)
+    done = recording(bus)
 
     with anyio.fail_after(5):
         with anyio.CancelScope() as scope:
