@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._common import add_broker_options, add_provider_option
@@ -94,11 +96,22 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.job_lines,
         stats_interval=args.stats_interval,
     )
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if args.loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(_main(worker))
-    return asyncio.run(_main(worker))
+        # uvloop is optional (the bench extra), so it is looked up at run time, not imported
+        # at type-check time where it may not be installed.
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ModuleNotFoundError:
+            print(
+                "eventbus work: --loop uvloop needs uvloop installed (pip install uvloop), "
+                "or use --loop asyncio",
+                file=sys.stderr,
+            )
+            return 1
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_main(worker))
 
 
 async def _main(worker: Any) -> int:
