@@ -159,6 +159,7 @@ class EventBus:
         self._cache = self._table._cache  # the hot path reads the compiled table directly
         self._fake: EventFake | None = None
         self._stack: AsyncExitStack | None = None
+        self._unheard: set[type] = set()  # event types already warned about having no listener
         if events is not None:
             self.register(events)
 
@@ -288,7 +289,7 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return
         if not listeners:
-            _no_listeners(event)
+            self._no_listeners(event)
             return
         errors: list[Exception] | None = None
         stats = self.stats
@@ -343,7 +344,7 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return  # after defer: a fake records only what a real bus would run
         if not listeners:
-            _no_listeners(event)
+            self._no_listeners(event)
             return
         try:
             await self.driver.submit(event, listeners, context)
@@ -387,6 +388,24 @@ class EventBus:
                 rest = len(buffer.items) - index
                 exc.add_note(f"{rest} deferred event(s) from this one on were not dispatched")
                 raise
+
+    def _no_listeners(self, event: Event) -> None:
+        """Warn once per event type per bus: a dispatch nothing hears is usually a wiring bug
+        (a provider that was not loaded), and silence would hide it."""
+        event_type = type(event)
+        if event_type in self._unheard:
+            return
+        self._unheard.add(event_type)
+        # "listener": None too, so a formatter using %(listener)s never fails on this record.
+        logger.warning(
+            "no listeners for %s (%s) on %r; nothing runs for it. Register one, or check that "
+            "the provider was loaded (eventbus.load_provider / import eventbus.boot); "
+            "this is logged once per event type",
+            event.event_name,
+            qualified_name(event_type),
+            self,
+            extra=record(event.event_name),
+        )
 
     # -- what drivers report --------------------------------------------------------------
 
@@ -522,15 +541,6 @@ class EventBus:
             f"{qualified_name(listener)} does not listen to {qualified_name(event_type)}; "
             f"it reaches: {names}"
         )
-
-
-def _no_listeners(event: Event) -> None:
-    # "listener": None too, so a formatter using %(listener)s never fails on this record.
-    logger.debug(
-        "no listeners for %s",
-        event.event_name,
-        extra=record(event.event_name),
-    )
 
 
 def _looks_like_listener(obj: Any) -> bool:
