@@ -32,7 +32,7 @@ _MARKER = "eventbus"
 
 # What the fixture swaps for the test and puts back afterwards: everything a test can change
 # by registering, dispatching, faking or running. Settings (name, on_failure, ...) stay.
-_STATE = ("driver", "stats", "_table", "_cache", "_fake", "_stack", "_unheard")
+_STATE = ("driver", "stats", "_table", "_cache", "_fake", "_stack", "_unheard", "_lifespans")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,6 +94,7 @@ def _isolated(bus: EventBus, driver: Driver | str) -> Iterator[EventBus]:
     bus._fake = None
     bus._stack = None
     bus._unheard = set()
+    bus._lifespans = list(saved["_lifespans"])  # the app's resources still open with the bus
     try:
         yield bus
     finally:
