@@ -141,6 +141,19 @@ class _recording:
         self.log.append(f"close {self.name}")
 
 
+@pytest.mark.anyio
+async def test_a_lifespan_returning_no_context_manager_names_itself() -> None:
+    bus = EventBus()
+
+    def pools() -> Any:
+        return None
+
+    bus.add_lifespan(pools)
+    with pytest.raises(TypeError, match=r"lifespan .*pools\(\) returned None, not an async"):
+        async with bus:
+            pytest.fail("the bus must not start")
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [

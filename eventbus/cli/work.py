@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run queued jobs from RabbitMQ",
         description=(
             "Consume the bus's RabbitMQ queue and run each job with the listeners registered "
-            "by the provider. Run from the project root: the current directory is importable."
+            "by the provider. Run from the project root: the current directory is importable. "
+            "A `lifespan` in the provider module (an @asynccontextmanager function) opens the "
+            "app's resources before the first job and closes them after the last."
         ),
     )
     add_provider_option(parser)
