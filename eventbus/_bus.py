@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 FailureCallback = Callable[[Event, Listener, BaseException], Awaitable[None] | None]
 EventsMapping = Mapping[Any, Iterable[Any]]
+LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
 
 
 class Stats:
@@ -159,6 +160,8 @@ class EventBus:
         self._cache = self._table._cache  # the hot path reads the compiled table directly
         self._fake: EventFake | None = None
         self._stack: AsyncExitStack | None = None
+        self._unheard: set[type] = set()  # event types already warned about having no listener
+        self._lifespans: list[LifespanFactory] = []
         if events is not None:
             self.register(events)
 
@@ -288,7 +291,7 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return
         if not listeners:
-            _no_listeners(event)
+            self._no_listeners(event)
             return
         errors: list[Exception] | None = None
         stats = self.stats
@@ -343,7 +346,7 @@ class EventBus:
         if self._fake is not None and self._fake.intercept(event):
             return  # after defer: a fake records only what a real bus would run
         if not listeners:
-            _no_listeners(event)
+            self._no_listeners(event)
             return
         try:
             await self.driver.submit(event, listeners, context)
@@ -387,6 +390,24 @@ class EventBus:
                 rest = len(buffer.items) - index
                 exc.add_note(f"{rest} deferred event(s) from this one on were not dispatched")
                 raise
+
+    def _no_listeners(self, event: Event) -> None:
+        """Warn once per event type per bus: a dispatch nothing hears is usually a wiring bug
+        (a provider that was not loaded), and silence would hide it."""
+        event_type = type(event)
+        if event_type in self._unheard:
+            return
+        self._unheard.add(event_type)
+        # "listener": None too, so a formatter using %(listener)s never fails on this record.
+        logger.warning(
+            "no listeners for %s (%s) on %r; nothing runs for it. Register one, or check that "
+            "the provider was loaded (eventbus.load_provider / import eventbus.boot); "
+            "this is logged once per event type",
+            event.event_name,
+            qualified_name(event_type),
+            self,
+            extra=record(event.event_name),
+        )
 
     # -- what drivers report --------------------------------------------------------------
 
@@ -464,11 +485,39 @@ class EventBus:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def add_lifespan(self, factory: LifespanFactory) -> LifespanFactory:
+        """Open the app's resources (DB, Redis pools) around everything this bus runs.
+
+        ``factory()`` must return an async context manager (an ``@asynccontextmanager``
+        function taking no arguments). ``async with bus`` — and so the FastAPI lifespan and
+        ``eventbus work`` — enters it before the driver starts, and exits it after the driver
+        drained: resources are open before the first job and closed after the last. Several
+        are entered in the order added and exited in reverse. A provider module's ``lifespan``
+        is added by :func:`eventbus.load_provider`. Returns ``factory`` (usable as decorator).
+        """
+        _check_lifespan(factory)
+        if factory in self._lifespans:
+            return factory  # a provider loaded twice opens its resources once
+        if self._stack is not None:
+            raise RuntimeError(
+                f"{self!r} is already running; add lifespans before `async with bus` starts it"
+            )
+        self._lifespans.append(factory)
+        return factory
+
     async def __aenter__(self) -> EventBus:
         if self._stack is not None:
             raise RuntimeError(f"{self!r} is already running")
         stack = AsyncExitStack()
-        await stack.enter_async_context(self.driver.running())
+        try:
+            # Resources first, the driver last: the stack exits in reverse, so the driver
+            # drains while every resource is still open.
+            for factory in self._lifespans:
+                await stack.enter_async_context(_open_lifespan(factory))
+            await stack.enter_async_context(self.driver.running())
+        except BaseException:
+            await stack.aclose()
+            raise
         self._stack = stack
         return self
 
@@ -524,13 +573,39 @@ class EventBus:
         )
 
 
-def _no_listeners(event: Event) -> None:
-    # "listener": None too, so a formatter using %(listener)s never fails on this record.
-    logger.debug(
-        "no listeners for %s",
-        event.event_name,
-        extra=record(event.event_name),
-    )
+def _check_lifespan(factory: Any) -> None:
+    name = qualified_name(factory) if callable(factory) else repr(factory)
+    if not callable(factory):
+        raise RegistrationError(
+            f"lifespan {name} is not callable; define it as an @asynccontextmanager function "
+            "taking no arguments"
+        )
+    if inspect.isasyncgenfunction(factory):
+        raise RegistrationError(
+            f"lifespan {name} is an async generator function; decorate it with "
+            "@contextlib.asynccontextmanager"
+        )
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        raise RegistrationError(
+            f"lifespan {name} must take no arguments (the bus calls it as {name}()); "
+            "read what it needs from its module or the environment"
+        ) from None
+    except ValueError:  # no signature to inspect (some builtins): trust it
+        pass
+
+
+@asynccontextmanager
+async def _open_lifespan(factory: LifespanFactory) -> AsyncIterator[None]:
+    manager = factory()
+    if not hasattr(manager, "__aenter__") or not hasattr(manager, "__aexit__"):
+        raise TypeError(
+            f"lifespan {qualified_name(factory)}() returned {manager!r}, not an async context "
+            "manager; decorate it with @contextlib.asynccontextmanager"
+        )
+    async with manager:
+        yield
 
 
 def _looks_like_listener(obj: Any) -> bool:

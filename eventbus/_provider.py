@@ -60,7 +60,14 @@ def import_existing(module: str, missing: Exception) -> ModuleType:
 
 
 def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -> EventBus:
-    """Import ``module`` and register its ``events`` dict on ``bus`` (the default bus)."""
+    """Import ``module`` and register its ``events`` dict on ``bus`` (the default bus).
+
+    A ``lifespan`` in the module (an ``@asynccontextmanager`` function taking no arguments)
+    is added with :meth:`EventBus.add_lifespan`: the app's resources open before the bus's
+    first job and close after its last, in the web app and in ``eventbus work`` alike.
+    """
+    from ._bus import _check_lifespan
+
     if bus is None:
         from . import get_bus
 
@@ -79,5 +86,10 @@ def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -
             f"provider module {module!r} has no `events`; define "
             "`events = {NewChatEvent: [GenerateChatTitle]}` in it"
         )
+    lifespan = getattr(imported, "lifespan", None)
+    if lifespan is not None:
+        _check_lifespan(lifespan)  # before registering: a bad provider leaves the bus as it was
     bus.register(events, source=f"{module}.events")
+    if lifespan is not None:
+        bus.add_lifespan(lifespan)
     return bus

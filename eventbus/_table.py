@@ -108,6 +108,22 @@ class DispatchTable:
         if error is not None:
             raise error
 
+    def copy(self, on_register: Callable[[Listener, type], None] | None = None) -> DispatchTable:
+        """The same registrations in a new table whose changes leave this one alone.
+
+        ``on_register`` (a new driver's check) is run on every copied registration, so a
+        copy for another driver refuses what that driver cannot run.
+        """
+        table = DispatchTable(on_register)
+        table._listeners = dict(self._listeners)
+        table._pending = list(self._pending)
+        for key, listeners in self._by_key.items():
+            if on_register is not None:
+                for listener in listeners:
+                    on_register(listener, key)
+            table._by_key[key] = list(listeners)
+        return table
+
     # -- lookup -------------------------------------------------------------------------
 
     def lookup(self, event_type: type) -> tuple[Listener, ...]:

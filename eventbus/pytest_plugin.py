@@ -1,49 +1,132 @@
 """pytest fixtures for apps using eventbus; loaded through the ``pytest11`` entry point.
 
-Installing eventbus is enough: no conftest needed. ``event_bus`` gives each test a fresh
-default bus, so registrations never leak from one test into the next; ``event_fake`` fakes the
-default bus for the test. Both are sync fixtures, so they work with any async test runner.
+Installing eventbus is enough: no conftest needed. ``event_bus`` isolates the default bus for
+one test — the same object an app module holds (``bus = eventbus.get_bus()``), so the app's
+lifespan and the test see one bus — and undoes what the test did to it afterwards;
+``event_fake`` is that isolated bus, faked. Both are sync fixtures, so they work with any
+async test runner.
+
+A test runs on a fresh in-process farm whatever ``QUEUE_DRIVER`` says: a deployment setting
+exported in the shell must not make tests publish real jobs. A test that wants another
+driver asks for it: ``@pytest.mark.eventbus(driver="rabbitmq")``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 import eventbus
 
-from ._bus import EventBus
+from ._bus import EventBus, Stats, _make_driver
+from .drivers.base import Driver
 from .testing import EventFake
 
 __all__ = ["event_bus", "event_fake"]
 
+_MARKER = "eventbus"
 
-@pytest.fixture
-def event_bus() -> Iterator[EventBus]:
-    """A fresh default bus for this test; the previous default comes back afterwards.
+# What the fixture swaps for the test and puts back afterwards: everything a test can change
+# by registering, dispatching, faking or running. Settings (name, on_failure, ...) stay.
+_STATE = ("driver", "stats", "_table", "_cache", "_fake", "_stack", "_unheard", "_lifespans")
 
-    Everything the test (or code it imports) registers with ``eventbus.listen`` or
-    ``load_provider`` lands on this bus and is gone after the test. Start its farm in the test
-    with ``async with event_bus:`` when you ``dispatch``.
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{_MARKER}(driver=...): the driver the event_bus/event_fake fixtures give this test "
+        "(a QUEUE_DRIVER name or a Driver instance; default: a fresh in-process farm, "
+        "whatever QUEUE_DRIVER says)",
+    )
+
+
+def _driver_for(request: pytest.FixtureRequest) -> Driver | str:
+    marker = request.node.get_closest_marker(_MARKER)
+    if marker is None:
+        return "async_farm"
+    unknown = set(marker.kwargs) - {"driver"}
+    if marker.args or unknown:
+        raise pytest.UsageError(
+            f"@pytest.mark.{_MARKER} takes only driver=..., got "
+            f"args={marker.args!r} kwargs={sorted(unknown)!r}; write "
+            f'@pytest.mark.{_MARKER}(driver="rabbitmq")'
+        )
+    driver: Driver | str = marker.kwargs.get("driver", "async_farm")
+    return driver
+
+
+def _fresh_driver(spec: Driver | str) -> Driver:
+    # The bus's own defaults, read from its signature so they cannot drift from it.
+    params = inspect.signature(EventBus.__init__).parameters
+    return _make_driver(
+        spec,
+        max_concurrency=params["max_concurrency"].default,
+        max_queue=params["max_queue"].default,
+        on_full=params["on_full"].default,
+        drain_timeout=params["drain_timeout"].default,
+    )
+
+
+@contextmanager
+def _isolated(bus: EventBus, driver: Driver | str) -> Iterator[EventBus]:
+    """``bus`` with its registrations copied, fresh stats, no fake and a fresh ``driver``.
+
+    The object stays the same, so references held by app modules see the test's state; on
+    exit everything in ``_STATE`` is put back as it was.
     """
-    previous = eventbus.set_bus(None)
+    if bus._stack is not None:
+        raise RuntimeError(
+            f"{bus!r} is running (inside `async with bus` or a lifespan) when the event_bus "
+            "fixture started; start it inside the test instead"
+        )
+    saved: dict[str, Any] = {name: getattr(bus, name) for name in _STATE}
+    fresh = _fresh_driver(driver)
+    fresh.bind(bus)
+    table = bus._table.copy(on_register=fresh.check_registration)
+    bus.driver = fresh
+    bus.stats = Stats()
+    bus._table = table
+    bus._cache = table._cache
+    bus._fake = None
+    bus._stack = None
+    bus._unheard = set()
+    bus._lifespans = list(saved["_lifespans"])  # the app's resources still open with the bus
     try:
-        yield eventbus.get_bus()
+        yield bus
     finally:
-        eventbus.set_bus(previous)
+        for name, value in saved.items():
+            setattr(bus, name, value)
 
 
 @pytest.fixture
-def event_fake(request: pytest.FixtureRequest) -> Iterator[EventFake]:
-    """The default bus, faked for this test: ``dispatch``/``dispatch_now`` only record.
+def event_bus(request: pytest.FixtureRequest) -> Iterator[EventBus]:
+    """The default bus, isolated for this test; what the test did to it is undone afterwards.
 
-    Its registrations stay in place (``assert_listening`` still works). When the test also
-    asks for ``event_bus``, that fresh bus is the one faked, whatever the argument order.
+    It is the same object as ``eventbus.get_bus()`` (and as an app's module-level
+    ``bus = eventbus.get_bus()``), keeps what was registered before the test (the app's
+    provider), and runs on a fresh in-process farm unless the test is marked
+    ``@pytest.mark.eventbus(driver=...)``. Registrations, stats and fakes made during the test
+    are gone after it. Start its farm in the test with ``async with event_bus:`` or through
+    the app's lifespan.
     """
-    if "event_bus" in request.fixturenames:
-        bus: EventBus = request.getfixturevalue("event_bus")
-    else:
-        bus = eventbus.get_bus()
-    with bus.fake() as fake:
+    driver = _driver_for(request)
+    if eventbus._default_bus is None:
+        # Created here, not by get_bus(): that would read QUEUE_DRIVER. It stays the default
+        # after the test, since code imported during the test may hold it.
+        eventbus.set_bus(EventBus(name="default", driver="async_farm"))
+    with _isolated(eventbus.get_bus(), driver) as bus:
+        yield bus
+
+
+@pytest.fixture
+def event_fake(event_bus: EventBus) -> Iterator[EventFake]:
+    """The ``event_bus`` bus, faked for this test: ``dispatch``/``dispatch_now`` only record.
+
+    Its registrations stay in place (``assert_listening`` still works).
+    """
+    with event_bus.fake() as fake:
         yield fake

@@ -1,4 +1,4 @@
-"""``import eventbus.boot``: the provider fills the default bus; missing is fine, broken raises."""
+"""``import eventbus.boot``: the provider fills the default bus; a missing default warns."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_environment_variable_names_the_provider(
     assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [provider.GenerateChatTitle]
 
 
-def test_missing_provider_is_an_info_not_a_crash(
+def test_missing_default_provider_is_a_warning_not_a_crash(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="eventbus"):
@@ -73,7 +73,7 @@ def test_missing_provider_is_an_info_not_a_crash(
     assert module.provider is None
     assert eventbus.get_bus().registered_types() == []
     [record] = [r for r in caplog.records if "no event provider" in r.getMessage()]
-    assert record.levelno == logging.INFO
+    assert record.levelno == logging.WARNING
     assert "'app.event_provider'" in record.getMessage()
 
 
@@ -108,4 +108,5 @@ def test_boot_function_loads_a_named_module(project: Path) -> None:
     assert module.boot("myapp.wiring") == "myapp.wiring"
     provider = sys.modules["myapp.wiring"]
     assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [provider.GenerateChatTitle]
-    assert module.boot("myapp.absent") is None
+    with pytest.raises(eventbus.ProviderNotFound):  # named explicitly: missing is an error
+        module.boot("myapp.absent")

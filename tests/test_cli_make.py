@@ -47,6 +47,7 @@ def test_pascal_and_snake_case_names(project: Path, given: str, cls: str, filena
 
 
 def test_make_listener_with_event_imports_it_for_type_checking(project: Path) -> None:
+    assert main(["make", "event", "NewChatEvent"]) == 0  # --event must exist
     assert main(["make", "listener", "GenerateChatTitle", "--event", "NewChatEvent"]) == 0
     text = (project / "app" / "listeners" / "generate_chat_title.py").read_text()
     assert "if TYPE_CHECKING:\n    from app.events.new_chat_event import NewChatEvent" in text
@@ -55,6 +56,10 @@ def test_make_listener_with_event_imports_it_for_type_checking(project: Path) ->
 
 
 def test_make_listener_event_as_dotted_path_and_snake_case(project: Path) -> None:
+    assert main(["make", "event", "ChatOpened", "--path", "app/chat/events"]) == 0
+    (project / "app" / "chat" / "events" / "__init__.py").write_text(
+        "from .chat_opened import ChatOpened\n\n__all__ = ['ChatOpened']\n"
+    )
     assert main(["make", "listener", "audit_log", "--event", "app.chat.events.chat_opened"]) == 0
     text = (project / "app" / "listeners" / "audit_log.py").read_text()
     assert "class AuditLog(EventListener):" in text

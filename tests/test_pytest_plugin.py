@@ -95,7 +95,7 @@ ISOLATION = """
 
 
     def test_1_registers(event_bus):
-        assert eventbus.get_bus() is event_bus and event_bus is not ORIGINAL
+        assert eventbus.get_bus() is event_bus is ORIGINAL  # one default bus: the app holds it too
         eventbus.listen(Ping)(on_ping)
         assert event_bus.listeners_for(Ping) == [on_ping]
 
@@ -134,15 +134,20 @@ ISOLATION = """
     @pytest.mark.anyio
     async def test_6_event_fake_alone_fakes_the_current_default(event_fake):
         assert event_fake.bus is ORIGINAL
-        ORIGINAL.register({Ping: [on_ping]})  # the last test: nothing after it to leak into
+        ORIGINAL.register({Ping: [on_ping]})  # undone after the test, like any registration
         seen.clear()
         await eventbus.dispatch_now(Ping(n=4))
         assert seen == []
         event_fake.assert_dispatched_once(Ping)
 
 
+    def test_6b_its_registration_was_undone():
+        assert ORIGINAL.listeners_for(Ping) == []
+
+
     @pytest.mark.anyio
     async def test_7_the_default_is_no_longer_faked():
+        ORIGINAL.register({Ping: [on_ping]})  # the last test: nothing after it to leak into
         seen.clear()
         await eventbus.dispatch_now(Ping(n=5))
         assert seen == [5]
@@ -153,7 +158,7 @@ def test_fixtures_isolate_tests_in_a_project_without_conftest(pytester: pytest.P
     pytester.makepyfile(test_isolation=textwrap.dedent(ISOLATION))
     result = run(pytester, "-v")
     # test_4..test_7 run on asyncio and trio, in file order (test_1 before test_2, ...).
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=12)
     result.stdout.fnmatch_lines(
         [
             "*test_1_registers PASSED*",
@@ -251,13 +256,14 @@ def readme_files() -> dict[str, str]:
 def test_the_readme_testing_examples_run(pytester: pytest.Pytester) -> None:
     files = readme_files()
     assert {"app/events.py", "tests/test_chats.py", "tests/test_without_fixtures.py"} <= set(files)
+    assert {"app/main.py", "tests/test_api.py"} <= set(files)
     (pytester.path / "app").mkdir()
     (pytester.path / "app" / "__init__.py").write_text("")
     (pytester.path / "tests").mkdir()
     for name, source in files.items():
         (pytester.path / name).write_text(source)
     result = run(pytester, "-v", "tests")
-    result.assert_outcomes(passed=7)  # the async ones on asyncio and trio
+    result.assert_outcomes(passed=9)  # the async ones on asyncio and trio
     result.stdout.fnmatch_lines_random(
         [
             "*test_create_chat_announces_the_new_chat?asyncio? PASSED*",
@@ -266,5 +272,7 @@ def test_the_readme_testing_examples_run(pytester: pytest.Pytester) -> None:
             "*test_generate_chat_title_titles_the_chat?trio? PASSED*",
             "*test_the_provider_wires_the_title_listener PASSED*",
             "*test_create_chat_with_a_with_block?trio? PASSED*",
+            "*test_posting_a_chat_titles_it PASSED*",
+            "*test_posting_a_chat_announces_it PASSED*",
         ]
     )

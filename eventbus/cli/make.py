@@ -7,11 +7,14 @@ they pass ``ruff check`` and ``mypy --strict`` as generated. Nothing is ever ove
 from __future__ import annotations
 
 import argparse
+import importlib
 import keyword
+import os
 import sys
 from pathlib import Path
 
-from eventbus._event import default_event_name, snake_case
+from eventbus._event import Event, default_event_name, snake_case
+from eventbus._provider import is_missing
 
 __all__ = ["InvalidName", "class_and_module", "register"]
 
@@ -144,7 +147,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="EVENT",
         help=(
             "the event it handles: a class name (imported from "
-            f"{EVENTS_PACKAGE}.<snake_name>) or a dotted path (app.chat.events.NewChatEvent)"
+            f"{EVENTS_PACKAGE}.<snake_name>) or a dotted path (app.chat.events.NewChatEvent); "
+            "it must exist (imported from the current directory) or nothing is written"
         ),
     )
     listener.add_argument(
@@ -180,12 +184,54 @@ def _make_listener(args: argparse.Namespace) -> int:
                 class_and_module(part, "--event module")
         except InvalidName as exc:
             return _usage(str(exc))
-        source = LISTENER_TEMPLATE.format(
-            cls=cls,
-            event_cls=event_cls,
-            event_module=package or f"{EVENTS_PACKAGE}.{event_module}",
-        )
+        target_module = package or f"{EVENTS_PACKAGE}.{event_module}"
+        problem = _find_event(target_module, event_cls, dotted=bool(package))
+        if problem is not None:
+            return _fail(problem)
+        source = LISTENER_TEMPLATE.format(cls=cls, event_cls=event_cls, event_module=target_module)
     return _write(Path(args.path), module, source, cls)
+
+
+def _find_event(module: str, cls: str, *, dotted: bool) -> str | None:
+    """``None`` when ``module`` (imported from the project root) defines the event ``cls``.
+
+    Otherwise the error to print: a listener importing a module that does not exist would
+    fail at its first import, far from the typo that caused it.
+    """
+    root = os.getcwd()
+    sys.path.insert(0, root)
+    importlib.invalidate_caches()
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not is_missing(module, exc):
+            return f"importing {module} (for --event) failed: {exc}; fix that import first"
+        fix = (
+            "check the dotted path (package.module.ClassName)"
+            if dotted
+            else f"create the event first with `eventbus make event {cls}`, or pass its "
+            "dotted path (--event app.chat.events.ChatOpened)"
+        )
+        return (
+            f"--event: the module {module} does not exist (looked from {root}); {fix}. "
+            "Run from the project root. Nothing was written"
+        )
+    except Exception as exc:
+        return f"importing {module} (for --event) raised {exc!r}; fix it first"
+    finally:
+        sys.path.remove(root)
+    found = getattr(imported, cls, None)
+    if isinstance(found, type) and issubclass(found, Event):
+        return None
+    if found is not None:
+        return f"--event: {module}.{cls} is not an Event subclass; pass an event class"
+    events = sorted(
+        name
+        for name, value in vars(imported).items()
+        if isinstance(value, type) and issubclass(value, Event) and value is not Event
+    )
+    defines = f"it defines {', '.join(events)}" if events else "it defines no event class"
+    return f"--event: {module} has no class {cls} ({defines}). Nothing was written"
 
 
 def _write(folder: Path, module: str, source: str, cls: str) -> int:

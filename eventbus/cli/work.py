@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._common import add_broker_options, add_provider_option
@@ -28,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run queued jobs from RabbitMQ",
         description=(
             "Consume the bus's RabbitMQ queue and run each job with the listeners registered "
-            "by the provider. Run from the project root: the current directory is importable."
+            "by the provider. Run from the project root: the current directory is importable. "
+            "A `lifespan` in the provider module (an @asynccontextmanager function) opens the "
+            "app's resources before the first job and closes them after the last."
         ),
     )
     add_provider_option(parser)
@@ -94,11 +98,22 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.job_lines,
         stats_interval=args.stats_interval,
     )
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if args.loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(_main(worker))
-    return asyncio.run(_main(worker))
+        # uvloop is optional (the bench extra), so it is looked up at run time, not imported
+        # at type-check time where it may not be installed.
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ModuleNotFoundError:
+            print(
+                "eventbus work: --loop uvloop needs uvloop installed (pip install uvloop), "
+                "or use --loop asyncio",
+                file=sys.stderr,
+            )
+            return 1
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_main(worker))
 
 
 async def _main(worker: Any) -> int:

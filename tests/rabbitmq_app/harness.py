@@ -140,7 +140,9 @@ def results(directory: Path) -> list[Record]:
 class WorkerProcess:
     """``python -m eventbus work`` on the test app's provider, logging to a file."""
 
-    def __init__(self, queue: str, results: Path, log: Path, *args: str) -> None:
+    def __init__(
+        self, queue: str, results: Path, log: Path, *args: str, provider: str = PROVIDER
+    ) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH", "")) if p)
         env["EVENTBUS_TEST_RESULTS"] = str(results)
@@ -154,7 +156,7 @@ class WorkerProcess:
                 "eventbus",
                 "work",
                 "--provider",
-                PROVIDER,
+                provider,
                 "--queue",
                 queue,
                 *args,
@@ -199,8 +201,10 @@ class WorkerProcess:
         self._log_file.close()
 
 
-def worker_pool(queue: str, tmp_path: Path) -> Iterator[Any]:
+def worker_pool(queue: str, tmp_path: Path, provider: str = PROVIDER) -> Iterator[Any]:
     """For a ``workers`` fixture: ``await start(n, *args)`` starts ``n`` worker processes.
+
+    ``provider`` is the module the workers load (``--provider``).
 
     ``start.results`` is the results directory; every worker is killed after the test.
     """
@@ -210,7 +214,13 @@ def worker_pool(queue: str, tmp_path: Path) -> Iterator[Any]:
 
     async def start(count: int, *args: str) -> list[WorkerProcess]:
         new = [
-            WorkerProcess(queue, results_dir, tmp_path / f"worker-{len(started) + i}.log", *args)
+            WorkerProcess(
+                queue,
+                results_dir,
+                tmp_path / f"worker-{len(started) + i}.log",
+                *args,
+                provider=provider,
+            )
             for i in range(count)
         ]
         started.extend(new)
