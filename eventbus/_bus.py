@@ -460,7 +460,12 @@ class EventBus:
         if self.on_failure is not None:
             try:
                 await self._bounded_hook(
-                    "on_failure", self.on_failure, (event, listener, exc), event, listener, attempt
+                    f"on_failure for {listener.name}",
+                    self.on_failure,
+                    (event, listener, exc),
+                    event,
+                    listener,
+                    attempt,
                 )
             except Exception:
                 logger.exception(
@@ -483,7 +488,7 @@ class EventBus:
         source = "the listener's timeout"
         if timeout is None:
             timeout, source = self.hook_timeout, "the bus's hook_timeout"
-        run = ThreadRun(f"{what} for {listener.name}", event.event_name, listener.name, attempt)
+        run = ThreadRun(what, event.event_name, listener.name, attempt)
         if await call_hook(hook, args, timeout, run):
             return
         logger.error(

@@ -56,9 +56,11 @@ class EventListener:
 
     - ``tries``: attempts in all (default 1, no retry);
     - ``backoff``: seconds before a retry, a number or one per retry (default 0);
-    - ``timeout``: seconds per attempt, ``None`` for no limit (applies in ``dispatch_now`` too).
+    - ``timeout``: seconds per attempt, ``None`` for no limit (applies in ``dispatch_now`` too;
+      a plain ``def handle`` is abandoned at the deadline, as its thread cannot be killed).
 
-    ``async def failed(self, event, exc)`` is called once after the last failed attempt.
+    ``async def failed(self, event, exc)`` is called once after the last failed attempt,
+    bounded by ``timeout`` (else the bus's ``hook_timeout``).
     """
 
     tries: ClassVar[int] = 1
