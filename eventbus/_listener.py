@@ -282,7 +282,7 @@ async def _run_sync(listener: Listener, fn: Callable[[Event], Any], event: Event
     killed: when the timeout passes (or the farm stops waiting) the attempt ends, and the
     thread is abandoned and reported when it returns.
     """
-    run = ThreadRun(f"{listener.name} handling {event.event_name}", event.event_name, listener.name)
+    run = ThreadRun(None, event.event_name, listener.name)
     # A copy of the (already per-listener) context, because a Context can only be entered
     # by one thread at a time and the calling task may still be inside ours.
     timeout = listener.policy.timeout
@@ -364,7 +364,7 @@ class ThreadRun:
     __slots__ = ("abandoned_at", "attempt", "done", "event_name", "listener", "lock", "what")
 
     def __init__(
-        self, what: str, event_name: str, listener: str, attempt: int | None = None
+        self, what: str | None, event_name: str, listener: str, attempt: int | None = None
     ) -> None:
         self.what = what
         self.event_name = event_name
@@ -392,7 +392,7 @@ class ThreadRun:
         late = time.monotonic() - abandoned_at
         logger.warning(
             "the abandoned thread of %s %s %.3fs after it was abandoned",
-            self.what,
+            self.what or f"{self.listener} handling {self.event_name}",  # (None: a listener)
             "returned" if exc is None else f"raised {exc!r}",
             late,
             exc_info=exc,
