@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -16,6 +16,9 @@ from ._listener import (
     Listener,
     Policy,
     RegistrationError,
+    ThreadRun,
+    ThreadTimeout,
+    call_hook,
     qualified_name,
     start_attempt,
 )
@@ -143,8 +146,19 @@ class EventBus:
         on_full: Literal["wait", "raise"] = "wait",
         drain_timeout: float | None = 30.0,
         on_failure: FailureCallback | None = None,
+        hook_timeout: float = 10.0,
         name: str | None = None,
     ) -> None:
+        if (
+            isinstance(hook_timeout, bool)
+            or not isinstance(hook_timeout, int | float)
+            or not math.isfinite(hook_timeout)
+            or hook_timeout <= 0
+        ):
+            raise ValueError(
+                f"hook_timeout must be a finite number of seconds > 0, got {hook_timeout!r}; "
+                "it bounds failed() and on_failure for listeners without a timeout"
+            )
         self.name = name or f"bus-{id(self):x}"
         self.driver = _make_driver(
             driver,
@@ -155,6 +169,8 @@ class EventBus:
         )
         self.driver.bind(self)
         self.on_failure = on_failure
+        #: Seconds ``failed()`` and ``on_failure`` may take for a listener without a timeout.
+        self.hook_timeout = float(hook_timeout)
         self.stats = Stats()
         self._table = DispatchTable(on_register=self.driver.check_registration)
         self._cache = self._table._cache  # the hot path reads the compiled table directly
@@ -415,6 +431,8 @@ class EventBus:
         self, listener: Listener, event: Event, exc: BaseException, attempt: int, delay: float
     ) -> None:
         self.stats.retried += 1
+        if isinstance(exc, ThreadTimeout):
+            exc.run.attempt = attempt  # for the report when its abandoned thread returns
         logger.warning(
             "%s failed handling %s (attempt %d of %d), retrying in %ss: %r",
             listener.name,
@@ -429,8 +447,15 @@ class EventBus:
     async def job_failed(
         self, listener: Listener, event: Event, exc: BaseException, attempt: int
     ) -> None:
-        """The last attempt failed: count, log, then ``failed()`` and ``on_failure``."""
+        """The last attempt failed: count, log, then ``failed()`` and ``on_failure``.
+
+        Each hook is bounded by the listener's timeout, or ``hook_timeout`` without one, so
+        a hook that never returns cannot hold a worker (or ``join()``) forever.
+        """
         self.stats.failed += 1
+        if isinstance(exc, ThreadTimeout):
+            exc.run.attempt = attempt  # for the report when its abandoned thread returns
+        extra = job_record(event, listener, attempt)
         logger.error(
             "%s failed handling %s (attempt %d of %d)",
             listener.name,
@@ -438,29 +463,65 @@ class EventBus:
             attempt,
             listener.policy.tries,
             exc_info=exc,
-            extra=job_record(event, listener, attempt),
+            extra=extra,
         )
         try:
-            await listener.call_failed(event, exc)
+            hook = listener.failed_hook()
+            if hook is not None:
+                await self._bounded_hook(
+                    f"{listener.name}.failed()", hook, (event, exc), event, listener, attempt
+                )
         except Exception:
             logger.exception(
                 "%s.failed() raised while handling the failure of %s",
                 listener.name,
                 event.event_name,
-                extra=job_record(event, listener, attempt),
+                extra=extra,
             )
         if self.on_failure is not None:
             try:
-                result = self.on_failure(event, listener, exc)
-                if inspect.isawaitable(result):
-                    await result
+                await self._bounded_hook(
+                    f"on_failure for {listener.name}",
+                    self.on_failure,
+                    (event, listener, exc),
+                    event,
+                    listener,
+                    attempt,
+                )
             except Exception:
                 logger.exception(
                     "on_failure raised while reporting %s failing %s",
                     listener.name,
                     event.event_name,
-                    extra=job_record(event, listener, attempt),
+                    extra=extra,
                 )
+
+    async def _bounded_hook(
+        self,
+        what: str,
+        hook: Callable[..., Any],
+        args: tuple[Any, ...],
+        event: Event,
+        listener: Listener,
+        attempt: int,
+    ) -> None:
+        timeout = listener.policy.timeout
+        source = "the listener's timeout"
+        if timeout is None:
+            timeout, source = self.hook_timeout, "the bus's hook_timeout"
+        run = ThreadRun(what, event.event_name, listener.name, attempt)
+        if await call_hook(hook, args, timeout, run):
+            return
+        logger.error(
+            "%s did not return within %ss (%s) after %s failed handling %s; stopped waiting "
+            "for it (a plain def hook's thread cannot be killed and goes on in the background)",
+            what,
+            timeout,
+            source,
+            listener.name,
+            event.event_name,
+            extra={**job_record(event, listener, attempt), "hook": what, "timeout": timeout},
+        )
 
     def job_dropped(
         self,

@@ -13,7 +13,10 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import math
 import sys
+import threading
+import time
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from contextvars import Context, copy_context
@@ -22,8 +25,10 @@ from typing import Any, ClassVar
 
 import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
 from ._event import Event
+from ._log import logger, record
 
 __all__ = [
     "EventListener",
@@ -51,9 +56,11 @@ class EventListener:
 
     - ``tries``: attempts in all (default 1, no retry);
     - ``backoff``: seconds before a retry, a number or one per retry (default 0);
-    - ``timeout``: seconds per attempt, ``None`` for no limit (applies in ``dispatch_now`` too).
+    - ``timeout``: seconds per attempt, ``None`` for no limit (applies in ``dispatch_now`` too;
+      a plain ``def handle`` is abandoned at the deadline, as its thread cannot be killed).
 
-    ``async def failed(self, event, exc)`` is called once after the last failed attempt.
+    ``async def failed(self, event, exc)`` is called once after the last failed attempt,
+    bounded by ``timeout`` (else the bus's ``hook_timeout``).
     """
 
     tries: ClassVar[int] = 1
@@ -172,7 +179,7 @@ class Listener:
             if self.is_async:
                 self.make = _async_method_maker(target)
             else:
-                self.make = functools.partial(_run_sync_method, target)
+                self.make = functools.partial(_run_sync_method, self, target)
             self.make_in_context = not (self.is_async and _runs_no_code_to_create(target))
             failed = getattr(target, "failed", None)
             self._failed = failed if callable(failed) else None
@@ -181,7 +188,7 @@ class Listener:
             self.is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
                 getattr(target, "__call__", None)  # noqa: B004 - async __call__ objects
             )
-            self.make = target if self.is_async else functools.partial(_run_sync, target)
+            self.make = target if self.is_async else functools.partial(_run_sync, self, target)
             self.make_in_context = not (
                 inspect.iscoroutinefunction(target)
                 and (inspect.isfunction(target) or inspect.ismethod(target))
@@ -193,13 +200,11 @@ class Listener:
                 "a handle(self, event) method or an (async) function taking the event"
             )
 
-    async def call_failed(self, event: Event, exc: BaseException) -> None:
-        """Run the class's ``failed`` hook, if any, on a fresh instance."""
+    def failed_hook(self) -> Callable[[Event, BaseException], Any] | None:
+        """The class's ``failed`` hook bound to a fresh instance, or ``None`` without one."""
         if self._failed is None:
-            return
-        result = self.target().failed(event, exc)
-        if inspect.isawaitable(result):
-            await result
+            return None
+        return self.target().failed  # type: ignore[no-any-return]
 
     @property
     def handler(self) -> Callable[..., Any]:
@@ -269,14 +274,188 @@ def _async_method_maker(cls: type) -> Callable[[Event], Awaitable[Any]]:
     return make
 
 
-async def _run_sync(fn: Callable[[Event], Any], event: Event) -> Any:
+async def _run_sync(listener: Listener, fn: Callable[[Event], Any], event: Event) -> Any:
+    """One attempt of a plain ``def`` listener in a worker thread, under its timeout.
+
+    The timeout is applied here rather than around the attempt, so that its clock starts
+    when a thread is free: a job never times out waiting for a thread. A thread cannot be
+    killed: when the timeout passes (or the farm stops waiting) the attempt ends, and the
+    thread is abandoned and reported when it returns.
+    """
+    run = ThreadRun(None, event.event_name, listener.name)
     # A copy of the (already per-listener) context, because a Context can only be entered
     # by one thread at a time and the calling task may still be inside ours.
-    return await anyio.to_thread.run_sync(copy_context().run, fn, event)
+    timeout = listener.policy.timeout
+    result = await run_in_thread(run, timeout, copy_context().run, fn, event)
+    if result is EXPIRED:
+        raise ThreadTimeout(
+            f"{listener.name} did not return within its timeout of {timeout}s handling "
+            f"{event.event_name!r}; it runs in a thread, which cannot be killed, so the thread "
+            "goes on in the background (a WARNING is logged when it returns)",
+            run,
+        )
+    return result
 
 
-async def _run_sync_method(cls: type, event: Event) -> Any:
-    return await _run_sync(cls().handle, event)
+async def _run_sync_method(listener: Listener, cls: type, event: Event) -> Any:
+    return await _run_sync(listener, cls().handle, event)
+
+
+# --- worker threads: capacity, timeouts, abandoned threads ------------------------------
+
+#: Threads for sync listeners and hooks outside any farm (``dispatch_now``, the sync driver),
+#: as many as anyio's default; each running farm adds its ``max_concurrency``.
+BASE_THREADS = 40
+
+_thread_limiters: RunVar[tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]] = RunVar(
+    "eventbus.thread_limiters"
+)
+
+
+def _limiters() -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
+    """(our limiter, an unbounded one for anyio) of the running event loop."""
+    try:
+        return _thread_limiters.get()
+    except LookupError:
+        pair = (anyio.CapacityLimiter(BASE_THREADS), anyio.CapacityLimiter(math.inf))
+        _thread_limiters.set(pair)
+        return pair
+
+
+def reserve_threads(count: int) -> Callable[[], None]:
+    """Add room for ``count`` listener threads in this event loop; call the result to undo.
+
+    A farm reserves its ``max_concurrency``, so each of its workers can always get a thread.
+    """
+    limiter = _limiters()[0]
+    limiter.total_tokens += count
+
+    def release() -> None:
+        limiter.total_tokens = max(1, limiter.total_tokens - count)
+
+    return release
+
+
+class ThreadTimeout(TimeoutError):
+    """A thread listener's timeout passed; its thread could not be killed and goes on."""
+
+    def __init__(self, message: str, run: ThreadRun) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+class _Expired:
+    def __repr__(self) -> str:
+        return "EXPIRED"
+
+
+#: What :func:`run_in_thread` returns when the timeout passed first.
+EXPIRED: Any = _Expired()
+
+
+class ThreadRun:
+    """One call in a worker thread that the event loop may stop waiting for (abandon).
+
+    The thread reports itself when it ends after being abandoned, with how late, so a
+    listener or hook that outlived its timeout is never silent. ``attempt`` is filled in
+    by the bus when it learns it (the thread itself does not know).
+    """
+
+    __slots__ = ("abandoned_at", "attempt", "done", "event_name", "listener", "lock", "what")
+
+    def __init__(
+        self, what: str | None, event_name: str, listener: str, attempt: int | None = None
+    ) -> None:
+        self.what = what
+        self.event_name = event_name
+        self.listener = listener
+        self.attempt = attempt
+        self.lock = threading.Lock()
+        self.done = False
+        self.abandoned_at: float | None = None
+
+    def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:  # in the worker thread
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            self._ended(exc)
+            raise
+        self._ended(None)
+        return result
+
+    def _ended(self, exc: BaseException | None) -> None:
+        with self.lock:
+            self.done = True
+            abandoned_at = self.abandoned_at
+        if abandoned_at is None:
+            return
+        late = time.monotonic() - abandoned_at
+        logger.warning(
+            "the abandoned thread of %s %s %.3fs after it was abandoned",
+            self.what or f"{self.listener} handling {self.event_name}",  # (None: a listener)
+            "returned" if exc is None else f"raised {exc!r}",
+            late,
+            exc_info=exc,
+            extra={**record(self.event_name, self.listener, self.attempt), "late": late},
+        )
+
+    def abandon(self) -> None:
+        """The loop stops waiting: from now on the thread reports when it ends."""
+        with self.lock:
+            if not self.done:
+                self.abandoned_at = time.monotonic()
+
+
+async def run_in_thread(
+    run: ThreadRun, timeout: float | None, fn: Callable[..., Any], *args: Any
+) -> Any:
+    """``fn(*args)`` in a worker thread; :data:`EXPIRED` if ``timeout`` passed first.
+
+    The timeout counts from when a thread is free, not from the wait for one. Cancelling
+    the caller abandons the thread at once instead of waiting for it.
+    """
+    limiter, unbounded = _limiters()
+    async with limiter:
+        try:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                return await anyio.to_thread.run_sync(
+                    run, fn, *args, abandon_on_cancel=True, limiter=unbounded
+                )
+        except BaseException:
+            run.abandon()  # cancelled from outside (a no-op when the thread raised)
+            raise
+        run.abandon()
+    return EXPIRED
+
+
+def is_async_callable(fn: Any) -> bool:
+    """An ``async def`` function, a partial of one, or an object with an async ``__call__``."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async __call__ objects
+    )
+
+
+async def call_hook(
+    hook: Callable[..., Any], args: tuple[Any, ...], timeout: float, run: ThreadRun
+) -> bool:
+    """Call a failure hook, bounded by ``timeout``; False if the timeout passed first.
+
+    An ``async`` hook is awaited and cancelled at the deadline; a plain one runs in a
+    worker thread (as sync listeners do), abandoned at the deadline. What the hook raises
+    propagates.
+    """
+    if is_async_callable(hook):
+        with anyio.move_on_after(timeout) as scope:
+            await hook(*args)
+        return not scope.cancelled_caught
+    result = await run_in_thread(run, timeout, hook, *args)
+    if result is EXPIRED:
+        return False
+    if inspect.isawaitable(result):  # a plain function that returned a coroutine
+        with anyio.move_on_after(timeout) as scope:
+            await result
+        return not scope.cancelled_caught
+    return True
 
 
 # --- running one attempt inside a context -----------------------------------------------
@@ -343,7 +522,7 @@ async def run_attempt(listener: Listener, event: Event, ctx: Context) -> Excepti
     make = listener.make
     try:
         coro = ctx.run(make, event) if listener.make_in_context else make(event)
-        if listener.policy.timeout is None:
+        if listener.policy.timeout is None or not listener.is_async:  # threads time themselves
             await _drive(coro, ctx)
         else:
             with anyio.fail_after(listener.policy.timeout):

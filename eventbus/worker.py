@@ -26,7 +26,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from . import context as _context
 from ._event import Event
-from ._listener import _drive, qualified_name, run_attempt
+from ._listener import _drive, qualified_name, reserve_threads, run_attempt
 from ._log import NO_JOB, job_record, logger, record
 from .drivers import _wire
 from .drivers.rabbitmq import BrokerError, RabbitMQDriver
@@ -204,6 +204,7 @@ class Worker:
                 for i in range(self.concurrency)
             ]
             ticker = asyncio.create_task(self._tick(), name="eventbus-throughput")
+            release_threads = reserve_threads(self.concurrency)  # a thread for every runner
             try:
                 tag = await queue.consume(self._deliver)
                 self.consuming.set()
@@ -221,6 +222,7 @@ class Worker:
                 for task in runners:
                     task.cancel()
                 await asyncio.gather(ticker, *runners, return_exceptions=True)
+                release_threads()
                 if not channel.is_closed:
                     with contextlib.suppress(Exception):
                         await channel.close()

@@ -271,7 +271,8 @@ async def test_failing_hanging_and_timing_out_listeners_never_stop_the_pool(
         if len(ok) == 20 and len(failures) == 80:
             all_done.set()
 
-    def on_failure(event: Event, listener: Listener, exc: BaseException) -> None:
+    async def on_failure(event: Event, listener: Listener, exc: BaseException) -> None:
+        # async: a plain def hook runs in a worker thread, where setting all_done is unsafe
         failures.append(listener.name.rsplit(".", 1)[-1])
         check_done()
 

@@ -21,7 +21,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._errors import FarmNotRunning, QueueFull
-from .._listener import start_attempt
+from .._listener import reserve_threads, start_attempt
 from .._log import NO_JOB, logger
 from .base import Driver
 
@@ -112,6 +112,7 @@ class AsyncFarm(Driver):
         if self._tg is not None:
             raise RuntimeError(f"the farm of {self.bus!r} is already running")
         error: Exception | None = None
+        release_threads = reserve_threads(self.max_concurrency)  # a thread for every worker
         try:
             async with anyio.create_task_group() as host:
                 pool: anyio.CancelScope = await host.start(self._pool)
@@ -136,6 +137,7 @@ class AsyncFarm(Driver):
             # Also after an error or a crash: the farm can start again and nothing still
             # queued goes unreported.
             self._tg = None
+            release_threads()
             self._report_leftovers()
         if error is not None:
             try:
