@@ -140,7 +140,9 @@ def results(directory: Path) -> list[Record]:
 class WorkerProcess:
     """``python -m eventbus work`` on the test app's provider, logging to a file."""
 
-    def __init__(self, queue: str, results: Path, log: Path, *args: str) -> None:
+    def __init__(
+        self, queue: str, results: Path, log: Path, *args: str, provider: str = PROVIDER
+    ) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH", "")) if p)
         env["EVENTBUS_TEST_RESULTS"] = str(results)
@@ -154,7 +156,7 @@ class WorkerProcess:
                 "eventbus",
                 "work",
                 "--provider",
-                PROVIDER,
+                provider,
                 "--queue",
                 queue,
                 *args,
