@@ -96,9 +96,11 @@ async def test_crasher_is_dead_lettered_and_innocent_jobs_complete(
         supervisor.stop.set()
         await task
         last = supervisor.workers[-1]
-        if last.proc.poll() is None:
+        code = last.proc.poll()
+        if code is None:
+            await last.ready()  # its SIGTERM handler is installed
             last.signal(signal.SIGTERM)
-            assert await last.wait(15) == 0
+            code = await last.wait(15)
         records = results(supervisor.results)
         dead = await drain(f"{queue}.dead")
         left, _ = await depth(queue)
@@ -129,6 +131,7 @@ async def test_crasher_is_dead_lettered_and_innocent_jobs_complete(
     assert len(crashes) == 3  # once beside the innocents, then twice alone (crash_limit 2)
     assert supervisor.exits[:3] == [1, 1, 1]
     assert left == 0
+    assert code == 0, "the last worker, which dead-lettered the crasher, stops cleanly"
 
 
 def test_crash_limit_is_validated() -> None:
