@@ -170,6 +170,8 @@ class Worker:
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._alone_name = self._new_alone_name()
+        self._alone_names: set[str] = set()  # declared: deleted at shutdown when empty
+        self._last_copy: AbstractIncomingMessage | None = None
         self._alone: tuple[AbstractIncomingMessage, int, asyncio.Task[Any] | None] | None = None
         self._listeners: dict[str, Listener] = {}
         self._events: dict[str, type[Event] | None] = {}
@@ -264,6 +266,11 @@ class Worker:
                     task.cancel()
                 await asyncio.gather(ticker, *runners, return_exceptions=True)
                 if not channel.is_closed:
+                    copy = self._last_copy
+                    with contextlib.suppress(Exception):
+                        # Never while a copy is unacked: deleting its queue would drop it.
+                        for name in self._alone_names if copy is None or copy.processed else ():
+                            await channel.queue_delete(name, if_empty=True)
                     with contextlib.suppress(Exception):
                         await channel.close()
         logger.info("eventbus worker stopped: %r", self.report, extra=NO_JOB)
@@ -415,6 +422,11 @@ class Worker:
 
     async def _suspect(self, message: AbstractIncomingMessage) -> None:
         """A redelivered message: dead-letter it if proven a crasher, else run it alone."""
+        try:
+            message.channel  # noqa: B018 - raises when the delivery channel was lost
+        except aiormq.exceptions.ChannelInvalidStateError:
+            self.report.stale += 1  # the broker requeued it already; don't run it twice
+            return
         count = _isolation.crashes(message.headers) or 0
         if count >= self.crash_limit:
             await self._crashed_out(message, count)
@@ -449,9 +461,14 @@ class Worker:
         try:
             channel = self._channel
             assert channel is not None
+            # Not robust: after a reconnect the old queue must not come back (see back()).
             alone = await channel.declare_queue(
-                name, durable=True, arguments=_isolation.alone_arguments(self.driver.queue)
+                name,
+                durable=True,
+                arguments=_isolation.alone_arguments(self.driver.queue),
+                robust=False,
             )
+            self._alone_names.add(name)
             await self.driver.publish(
                 message.body,
                 name,
@@ -476,6 +493,7 @@ class Worker:
             )
             return
         self.report.alone += 1
+        self._last_copy = copy
         self._alone = (copy, count, asyncio.current_task())
         try:
             await self._handle(copy)
@@ -505,7 +523,8 @@ class Worker:
             )
         except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
             logger.warning(
-                "could not return job %s (running alone at shutdown) without a strike: %r",
+                "could not return job %s (running alone at shutdown) without a strike: %r; "
+                "its alone queue returns it with one",
                 job,
                 exc,
                 extra=NO_JOB,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import signal
 import sys
@@ -140,3 +141,55 @@ def test_crash_limit_is_validated() -> None:
         with pytest.raises(ValueError, match="crash_limit must be an int >= 1"):
             Worker(bus, crash_limit=bad)  # type: ignore[arg-type]
     assert Worker(bus, crash_limit=1).crash_limit == 1
+
+
+async def test_sigterm_during_a_run_alone_is_not_a_strike(queue: str, tmp_path: Path) -> None:
+    """A deploy that interrupts a slow suspect twice must not dead-letter it (crash_limit 2)."""
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    workers: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        worker = WorkerProcess(queue, results_dir, log, *args, provider=PROVIDER)
+        workers.append(worker)
+        return worker
+
+    def starts() -> list[int]:
+        return [r.pid for r in results(results_dir) if r.kind == "start"]
+
+    def started(pid: int) -> bool:
+        return pid in starts()
+
+    bus = EventBus(b3_events, driver=RabbitMQDriver(URL_, queue=queue))
+    async with bus:
+        await bus.dispatch(Fragile(n=1, seconds=120))
+    try:
+        first = start("--concurrency", "10")
+        await wait_until(lambda: first.pid in starts(), 30, "the first run")
+        first.signal(signal.SIGKILL)  # now the job is a suspect, as beside a crasher
+        assert await first.wait(10) == -signal.SIGKILL
+        codes = []
+        for _ in range(2):  # two deploys, each while the suspect runs alone
+            worker = start("--concurrency", "10", "--grace", "0.5")
+            await worker.ready()
+            await wait_until(functools.partial(started, worker.pid), 30, "the run alone")
+            worker.signal(signal.SIGTERM)
+            codes.append(await worker.wait(15))
+        last = start("--concurrency", "10")
+        await wait_until(
+            lambda: last.pid in starts() or "dead-lettering" in last.output(), 30, "a 4th run"
+        )
+        dead, _ = await depth(f"{queue}.dead")
+    finally:
+        for worker in workers:
+            worker.kill()
+    records = results(results_dir)
+    alone = sorted((r for r in records if r.kind == "start" and r.redelivered), key=lambda r: r.at)
+    print(
+        f"\n[reliability] slow suspect interrupted by 2 SIGTERMs while running alone: exits "
+        f"{codes}, runs {len(starts())} ({len(alone)} alone), dead-lettered={dead}"
+    )
+    assert codes == [0, 0]
+    assert dead == 0 and not [r for r in records if r.kind == "failed"]
+    assert [r.pid for r in alone] == [w.pid for w in workers[1:]]
