@@ -14,7 +14,7 @@ beside anything else:
    the work queue by the alone queue's message TTL, carrying the higher count: a *strike*,
    proven, because that copy was the only job the process held;
 4. a message with ``crash_limit`` strikes is not run again: ``failed()`` is called with
-   :class:`WorkerCrashed` and it is dead-lettered with the reason.
+   :class:`eventbus.worker.WorkerCrashed` and it is dead-lettered with the reason.
 
 A connection loss or a grace period that runs out during the alone run also returns the
 copy, so the default ``crash_limit`` is 2: one such accident never dead-letters a job.
@@ -24,12 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import EventBusError
-
 __all__ = [
     "ALONE_TTL_MS",
     "CRASHES_HEADER",
-    "WorkerCrashed",
     "alone_arguments",
     "crashes",
     "is_suspect",
@@ -45,13 +42,6 @@ CRASHES_HEADER = "x-eventbus-crashes"
 ALONE_TTL_MS = 2000
 #: An alone queue nobody used for this long is deleted by the broker (its worker is gone).
 ALONE_EXPIRES_MS = 120_000
-
-
-class WorkerCrashed(EventBusError):
-    """A job's worker process died while running it alone, ``crash_limit`` times.
-
-    ``failed()`` and ``on_failure`` receive this; the message is then dead-lettered.
-    """
 
 
 def crashes(headers: dict[str, Any] | None) -> int | None:

@@ -31,8 +31,9 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from . import _isolation
 from . import context as _context
+from ._errors import EventBusError
 from ._event import Event
-from ._isolation import CRASHES_HEADER, WorkerCrashed
+from ._isolation import CRASHES_HEADER
 from ._listener import _drive, qualified_name, run_attempt
 from ._log import NO_JOB, job_record, logger, record
 from .drivers import _wire
@@ -50,6 +51,13 @@ REASON_HEADER = "x-eventbus-reason"
 ERROR_TYPE_HEADER = "x-eventbus-error-type"
 ERROR_HEADER = "x-eventbus-error"
 ATTEMPTS_HEADER = "x-eventbus-attempts"
+
+
+class WorkerCrashed(EventBusError):
+    """A job's worker process died while running it alone, ``crash_limit`` times.
+
+    ``failed()`` and ``on_failure`` receive this; the message is then dead-lettered.
+    """
 
 
 class Job:
