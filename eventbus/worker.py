@@ -10,6 +10,10 @@ point leaves the job in RabbitMQ, to be redelivered.
 Event classes and listeners are found only by name, in the bus's own registrations. A
 message naming anything else, or that does not decode, goes straight to the dead-letter
 queue with the reason in its headers.
+
+A redelivered message (its worker died, or lost its connection, holding it) never runs
+beside other jobs: see :mod:`eventbus._isolation` for how the job that kills its worker is
+proven and dead-lettered while the innocent ones prefetched beside it complete.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Mapping
 from contextvars import Context, ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
@@ -24,8 +29,11 @@ from typing import TYPE_CHECKING, Any
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
+from . import _isolation
 from . import context as _context
+from ._errors import EventBusError
 from ._event import Event
+from ._isolation import CRASHES_HEADER
 from ._listener import _drive, qualified_name, reserve_threads, run_attempt
 from ._log import NO_JOB, job_record, logger, record
 from .drivers import _wire
@@ -35,7 +43,7 @@ if TYPE_CHECKING:
     from ._bus import EventBus
     from ._listener import Listener
 
-__all__ = ["Job", "Worker", "WorkerReport", "current_job"]
+__all__ = ["Job", "Worker", "WorkerCrashed", "WorkerReport", "current_job"]
 
 
 #: Headers a dead-lettered message carries (besides ``x-death`` from the broker).
@@ -43,6 +51,13 @@ REASON_HEADER = "x-eventbus-reason"
 ERROR_TYPE_HEADER = "x-eventbus-error-type"
 ERROR_HEADER = "x-eventbus-error"
 ATTEMPTS_HEADER = "x-eventbus-attempts"
+
+
+class WorkerCrashed(EventBusError):
+    """A job's worker process died while running it alone, ``crash_limit`` times.
+
+    ``failed()`` and ``on_failure`` receive this; the message is then dead-lettered.
+    """
 
 
 class Job:
@@ -77,7 +92,16 @@ def current_job() -> Job | None:
 class WorkerReport:
     """What a worker did, for logs and tests."""
 
-    __slots__ = ("dead_lettered", "failed", "requeued", "retried", "stale", "succeeded")
+    __slots__ = (
+        "alone",
+        "dead_lettered",
+        "failed",
+        "moved",
+        "requeued",
+        "retried",
+        "stale",
+        "succeeded",
+    )
 
     def __init__(self) -> None:
         self.succeeded = 0
@@ -86,6 +110,8 @@ class WorkerReport:
         self.dead_lettered = 0
         self.requeued = 0  # in flight or prefetched at shutdown, left to the broker
         self.stale = 0  # delivered on a channel lost since: the broker requeued them
+        self.alone = 0  # suspects (redelivered) run with nothing else in this process
+        self.moved = 0  # re-published to the back of the queue instead of being held
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)
@@ -96,8 +122,14 @@ class Worker:
     """Consume ``bus``'s RabbitMQ queue and run its jobs, ``concurrency`` at a time.
 
     ``await worker.run(stop)`` connects (``async with bus``), consumes until ``stop`` is set,
-    then stops consuming, lets running jobs finish for up to ``grace`` seconds, cancels the
-    rest and closes the channel so the broker requeues every unacked job.
+    then stops consuming, re-publishes the prefetched jobs it did not start, lets running
+    jobs finish for up to ``grace`` seconds, cancels the rest and closes the channel so the
+    broker requeues every unacked job.
+
+    A redelivered job runs alone (:mod:`eventbus._isolation`); one whose worker process
+    died ``crash_limit`` times while running it alone is dead-lettered, reason
+    ``"crashed its worker N times"``, after ``failed()`` is called with
+    :class:`WorkerCrashed`.
     """
 
     def __init__(
@@ -108,6 +140,7 @@ class Worker:
         grace: float = 30.0,
         verbose: bool = False,
         stats_interval: float = 10.0,
+        crash_limit: int = 2,
     ) -> None:
         if not isinstance(bus.driver, RabbitMQDriver):
             raise TypeError(
@@ -118,12 +151,18 @@ class Worker:
             raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if grace < 0:
             raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+        if isinstance(crash_limit, bool) or not isinstance(crash_limit, int) or crash_limit < 1:
+            raise ValueError(
+                f"crash_limit must be an int >= 1 (proven crashes before a job is "
+                f"dead-lettered), got {crash_limit!r}"
+            )
         self.bus = bus
         self.driver: RabbitMQDriver = bus.driver
         self.concurrency = concurrency
         self.grace = grace
         self.verbose = verbose
         self.stats_interval = stats_interval
+        self.crash_limit = crash_limit
         self.report = WorkerReport()
         self.consuming = asyncio.Event()
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -131,6 +170,17 @@ class Worker:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Isolation (eventbus._isolation): while a suspect waits for the jobs already
+        # running, or runs alone, nothing else is started or held.
+        self._suspended = False
+        self._quiet = asyncio.Event()  # set when at most one runner is busy
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._alone_name = self._new_alone_name()
+        self._alone_names: set[str] = set()  # declared: deleted at shutdown when empty
+        self._last_copy: AbstractIncomingMessage | None = None
+        self._alone: tuple[AbstractIncomingMessage, int, asyncio.Task[Any] | None] | None = None
         self._listeners: dict[str, Listener] = {}
         self._events: dict[str, type[Event] | None] = {}
 
@@ -199,6 +249,8 @@ class Worker:
             queue = await channel.declare_queue(
                 topology.queue, durable=True, arguments=topology.work_arguments()
             )
+            self._channel = channel
+            self._queue = queue
             runners = [
                 asyncio.create_task(self._runner(), name=f"eventbus-job-{i}")
                 for i in range(self.concurrency)
@@ -206,7 +258,7 @@ class Worker:
             ticker = asyncio.create_task(self._tick(), name="eventbus-throughput")
             release_threads = reserve_threads(self.concurrency)  # a thread for every runner
             try:
-                tag = await queue.consume(self._deliver)
+                self._tag = await queue.consume(self._deliver)
                 self.consuming.set()
                 logger.info(
                     "eventbus worker consuming queue %r (concurrency %d, %d listener(s))",
@@ -216,7 +268,7 @@ class Worker:
                     extra=NO_JOB,
                 )
                 await stop.wait()
-                await self._shutdown(channel, queue, tag, hurry)
+                await self._shutdown(queue, hurry)
             finally:
                 ticker.cancel()
                 for task in runners:
@@ -224,6 +276,11 @@ class Worker:
                 await asyncio.gather(ticker, *runners, return_exceptions=True)
                 release_threads()
                 if not channel.is_closed:
+                    copy = self._last_copy
+                    with contextlib.suppress(Exception):
+                        # Never while a copy is unacked: deleting its queue would drop it.
+                        for name in self._alone_names if copy is None or copy.processed else ():
+                            await channel.queue_delete(name, if_empty=True)
                     with contextlib.suppress(Exception):
                         await channel.close()
         logger.info("eventbus worker stopped: %r", self.report, extra=NO_JOB)
@@ -244,19 +301,16 @@ class Worker:
             )
 
         def back(_: Any) -> None:
+            # A copy returned to the old alone queue by the drop expires into the work
+            # queue by itself; a new name keeps the next alone run from taking it instead.
+            self._alone_name = self._new_alone_name()
             took = time.monotonic() - lost_at[0] if lost_at else 0.0
             logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took, extra=NO_JOB)
 
         connection.close_callbacks.add(lost)
         connection.reconnect_callbacks.add(back)
 
-    async def _shutdown(
-        self,
-        channel: AbstractRobustChannel,
-        queue: AbstractQueue,
-        tag: str,
-        hurry: asyncio.Event | None,
-    ) -> None:
+    async def _shutdown(self, queue: AbstractQueue, hurry: asyncio.Event | None) -> None:
         self._stopping = True
         logger.info(
             "eventbus worker stopping: %d job(s) running, waiting up to %ss",
@@ -264,15 +318,17 @@ class Worker:
             self.grace,
             extra=NO_JOB,
         )
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await queue.cancel(tag)
+        await self._stop_consuming(1.0)
+        # Not started: back to the queue as they came, so a deploy does not turn every
+        # prefetched job into a redelivered suspect that must then run alone.
+        await self._move_inbox()
         waiters = [asyncio.ensure_future(self._idle.wait())]
         if hurry is not None:
             waiters.append(asyncio.ensure_future(hurry.wait()))
         await asyncio.wait(waiters, timeout=self.grace, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
+        await self._return_alone()
         unfinished = self._busy + self._inbox.qsize()
         self.report.requeued += unfinished
         if unfinished:
@@ -298,11 +354,234 @@ class Worker:
             self._busy += 1
             self._idle.clear()
             try:
-                await self._handle(message)
+                if self._suspended:
+                    await self._move(message)  # a suspect is about to run alone
+                elif message.redelivered or (message.headers and CRASHES_HEADER in message.headers):
+                    await self._suspect(message)
+                else:
+                    await self._handle(message)
             finally:
                 self._busy -= 1
-                if not self._busy:
-                    self._idle.set()
+                if self._busy <= 1:
+                    self._quiet.set()
+                    if not self._busy:
+                        self._idle.set()
+
+    # -- isolation: the job that kills its worker is found and dead-lettered ---------------
+
+    def _new_alone_name(self) -> str:
+        return f"{self.driver.topology.queue}.alone.{uuid.uuid4().hex[:12]}"
+
+    async def _stop_consuming(self, timeout: float) -> None:
+        tag, self._tag = self._tag, None
+        if tag is None or self._queue is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout):
+                await self._queue.cancel(tag)
+
+    async def _start_consuming(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        while not self._stopping and self._tag is None:
+            try:
+                self._tag = await queue.consume(self._deliver)
+            except (aiormq.exceptions.AMQPError, OSError, RuntimeError) as exc:
+                logger.warning(
+                    "eventbus worker could not consume %r again after running a job alone "
+                    "(%r); retrying",
+                    queue.name,
+                    exc,
+                    extra=NO_JOB,
+                )
+                await asyncio.sleep(self.driver.reconnect_interval)
+
+    async def _move_inbox(self) -> None:
+        inbox = self._inbox
+        while not inbox.empty():
+            await self._move(inbox.get_nowait())
+
+    async def _move(self, message: AbstractIncomingMessage) -> None:
+        """Re-publish ``message`` to the back of the work queue (confirmed), then ack it.
+
+        A suspect keeps its suspect mark: the copy loses the broker's ``redelivered``.
+        """
+        try:
+            message.channel  # noqa: B018 - raises when the delivery channel was lost
+        except aiormq.exceptions.ChannelInvalidStateError:
+            self.report.stale += 1
+            return
+        headers = _isolation.own_headers(message.headers)
+        if message.redelivered and CRASHES_HEADER not in headers:
+            headers[CRASHES_HEADER] = 0
+        job = message.message_id or ""
+        try:
+            await self.driver.publish(
+                message.body,
+                self.driver.topology.queue,
+                message_id=job or f"moved-{time.time_ns()}",
+                headers=headers or None,
+                what=f"the move of {job or 'a message'} to the back of the queue",
+            )
+        except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            why = f"could not move {job} to the back of the queue: {exc!r}"
+            await _give_back(message, why, NO_JOB)
+            return
+        self.report.moved += 1
+        await _ack(message, None, None, None)
+
+    async def _suspect(self, message: AbstractIncomingMessage) -> None:
+        """A redelivered message: dead-letter it if proven a crasher, else run it alone."""
+        try:
+            message.channel  # noqa: B018 - raises when the delivery channel was lost
+        except aiormq.exceptions.ChannelInvalidStateError:
+            self.report.stale += 1  # the broker requeued it already; don't run it twice
+            return
+        count = _isolation.crashes(message.headers) or 0
+        if count >= self.crash_limit:
+            await self._crashed_out(message, count)
+            return
+        self._suspended = True
+        try:
+            await self._stop_consuming(self.driver.publish_timeout)
+            await self._move_inbox()
+            while self._busy > 1:  # the jobs that were running when the suspect came
+                self._quiet.clear()
+                await self._quiet.wait()
+            await self._move_inbox()  # deliveries that were on the way when we cancelled
+            if self._stopping:
+                await self._move(message)
+                return
+            await self._run_alone(message, count)
+        finally:
+            self._suspended = False
+            if not self._stopping:
+                await self._start_consuming()
+
+    async def _run_alone(self, message: AbstractIncomingMessage, count: int) -> None:
+        """Move the suspect into this worker's alone queue, one strike up, and run that copy.
+
+        If this process dies now, the copy is the only job it held, so the strike it carries
+        back into the work queue (the alone queue's TTL dead-letters it there) is earned.
+        """
+        job = message.message_id or ""
+        name = self._alone_name
+        headers = _isolation.own_headers(message.headers)
+        headers[CRASHES_HEADER] = count + 1
+        try:
+            channel = self._channel
+            assert channel is not None
+            # Not robust: after a reconnect the old queue must not come back (see back()).
+            alone = await channel.declare_queue(
+                name,
+                durable=True,
+                arguments=_isolation.alone_arguments(self.driver.queue),
+                robust=False,
+            )
+            self._alone_names.add(name)
+            await self.driver.publish(
+                message.body,
+                name,
+                message_id=job or f"alone-{time.time_ns()}",
+                headers=headers,
+                what=f"the move of {job or 'a message'} to run alone",
+            )
+            copy = await alone.get(no_ack=False, fail=False, timeout=self.driver.publish_timeout)
+        except (BrokerError, aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
+            await _give_back(message, f"could not run {job} alone: {exc!r}", NO_JOB)
+            return
+        await _ack(message, None, None, None)
+        if copy is None:
+            # Expired before basic.get (a very slow broker): it is back in the work queue
+            # with a strike it did not earn; crash_limit > 1 absorbs one such accident.
+            logger.warning(
+                "job %s expired from alone queue %r before it could run; it is back in %r",
+                job,
+                name,
+                self.driver.queue,
+                extra=NO_JOB,
+            )
+            return
+        self.report.alone += 1
+        self._last_copy = copy
+        self._alone = (copy, count, asyncio.current_task())
+        try:
+            await self._handle(copy)
+        finally:
+            self._alone = None
+
+    async def _return_alone(self) -> None:
+        """At shutdown, a job still running alone goes back without a strike: no crash."""
+        if self._alone is None:
+            return
+        copy, count, task = self._alone
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if copy.processed:
+            return
+        headers = _isolation.own_headers(copy.headers)
+        headers[CRASHES_HEADER] = count
+        job = copy.message_id or ""
+        try:
+            await self.driver.publish(
+                copy.body,
+                self.driver.topology.queue,
+                message_id=job or f"moved-{time.time_ns()}",
+                headers=headers,
+                what=f"the return of {job or 'a message'} that was running alone",
+            )
+        except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            logger.warning(
+                "could not return job %s (running alone at shutdown) without a strike: %r; "
+                "its alone queue returns it with one",
+                job,
+                exc,
+                extra=NO_JOB,
+            )
+            return
+        self.report.requeued += 1
+        await _ack(copy, None, None, None)
+
+    async def _crashed_out(self, message: AbstractIncomingMessage, count: int) -> None:
+        """``count`` proven crashes: ``failed()`` once, in the job's context, then dead."""
+        try:
+            message.channel  # noqa: B018 - raises when the delivery channel was lost
+        except aiormq.exceptions.ChannelInvalidStateError:
+            self.report.stale += 1
+            return
+        body = message.body
+        envelope = None
+        try:
+            envelope, _ = _wire.decode_head(body)
+            cls, listener = self._resolve(envelope)
+            event = _wire.decode_event(cls, body)
+        except (_wire.PoisonMessage, ValueError, TypeError, RecursionError) as exc:
+            reason = exc.reason if isinstance(exc, _wire.PoisonMessage) else repr(exc)
+            extra = NO_JOB if envelope is None else _envelope_record(envelope)
+            await self._dead_letter(message, reason, {}, message.message_id or "", extra)
+            return
+        job = Job(envelope, True)
+        ctx = copy_context()
+        if envelope.context:
+            ctx.run(_context.install, envelope.context)
+        ctx.run(_current_job.set, job)
+        reason = f"crashed its worker {count} times"
+        error = WorkerCrashed(
+            f"job {job.id} ({listener.name} for {event.event_name!r}) {reason}: the worker "
+            "process died (os._exit, a signal, the OOM killer) while running it alone; it "
+            "is not run again"
+        )
+        extra = job_record(event, listener, job.attempt)
+        await _drive(self.bus.job_failed(listener, event, error, job.attempt), ctx)
+        self.report.failed += 1
+        headers: dict[str, Any] = {
+            ERROR_TYPE_HEADER: qualified_name(WorkerCrashed),
+            ERROR_HEADER: str(error)[:1000],
+            ATTEMPTS_HEADER: job.attempt,
+            CRASHES_HEADER: count,
+        }
+        await self._dead_letter(message, reason, headers, envelope.job_id, extra)
 
     async def _tick(self) -> None:
         report = self.report
@@ -339,7 +618,11 @@ class Worker:
             return
         bus = self.bus
         stats = bus.stats
-        job = Job(envelope, bool(message.redelivered))
+        # A suspect's copy lost the broker's flag; its header says it was delivered before.
+        headers = message.headers
+        job = Job(
+            envelope, bool(message.redelivered) or bool(headers and CRASHES_HEADER in headers)
+        )
         ctx = copy_context()
         if envelope.context:
             ctx.run(_context.install, envelope.context)

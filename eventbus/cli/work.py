@@ -52,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="on SIGTERM/SIGINT, how long running jobs may finish (default 30)",
     )
     parser.add_argument(
+        "--crash-limit",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="a redelivered job runs alone; dead-letter it (after failed()) once a worker "
+        "process died N times while running it alone (default 2)",
+    )
+    parser.add_argument(
         "--stats-interval",
         type=float,
         default=10.0,
@@ -97,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         grace=args.grace,
         verbose=args.job_lines,
         stats_interval=args.stats_interval,
+        crash_limit=args.crash_limit,
     )
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if args.loop == "uvloop":
