@@ -140,7 +140,9 @@ def results(directory: Path) -> list[Record]:
 class WorkerProcess:
     """``python -m eventbus work`` on the test app's provider, logging to a file."""
 
-    def __init__(self, queue: str, results: Path, log: Path, *args: str) -> None:
+    def __init__(
+        self, queue: str, results: Path, log: Path, *args: str, provider: str = PROVIDER
+    ) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH", "")) if p)
         env["EVENTBUS_TEST_RESULTS"] = str(results)
@@ -154,7 +156,7 @@ class WorkerProcess:
                 "eventbus",
                 "work",
                 "--provider",
-                PROVIDER,
+                provider,
                 "--queue",
                 queue,
                 *args,
@@ -208,9 +210,15 @@ def worker_pool(queue: str, tmp_path: Path) -> Iterator[Any]:
     results_dir = tmp_path / "results"
     results_dir.mkdir()
 
-    async def start(count: int, *args: str) -> list[WorkerProcess]:
+    async def start(count: int, *args: str, provider: str = PROVIDER) -> list[WorkerProcess]:
         new = [
-            WorkerProcess(queue, results_dir, tmp_path / f"worker-{len(started) + i}.log", *args)
+            WorkerProcess(
+                queue,
+                results_dir,
+                tmp_path / f"worker-{len(started) + i}.log",
+                *args,
+                provider=provider,
+            )
             for i in range(count)
         ]
         started.extend(new)

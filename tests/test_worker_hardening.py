@@ -1,0 +1,241 @@
+"""Issue 10, defect 1: nothing a message or a listener does turns a worker into a zombie.
+
+Each trigger measured on 0.1 ended a job runner silently (the process stayed up, the message
+stayed unacked). Each test runs a real ``eventbus work --concurrency 1`` process on the real
+broker, feeds it the trigger, then one good job: the good job can only run if the single
+runner survived. Completion is observed through the listeners' result files and the
+dead-letter queue, polled under a deadline (``wait_until``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rabbitmq_app.harness import (
+    URL_,
+    Record,
+    depth,
+    drain,
+    envelope,
+    fresh_queue,
+    results,
+    wait_until,
+    worker_pool,
+)
+
+from eventbus.worker import ATTEMPTS_HEADER, ERROR_TYPE_HEADER, REASON_HEADER
+
+pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
+
+APP = "rabbitmq_app.b1_app"
+L = "rabbitmq_app.b1_app."
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    yield from fresh_queue()
+
+
+@pytest.fixture
+def workers(queue: str, tmp_path: Path) -> Iterator[Any]:
+    yield from worker_pool(queue, tmp_path)
+
+
+def job(event_name: str, listener: str, data: bytes, **change: Any) -> bytes:
+    return envelope(event_name=event_name, listener=L + listener, data=data, **change)
+
+
+def good(n: int) -> bytes:
+    return job("b1_job", "B1Record", b'{"n":%d}' % n, job=f"good-{n}")
+
+
+async def publish(queue: str, *bodies: bytes) -> None:
+    """Publish raw bodies to ``queue`` in order, each confirmed."""
+    connection = await aio_pika.connect(URL_)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for i, body in enumerate(bodies):
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, message_id=f"m{i}"), queue
+            )
+
+
+def kinds(workers: Any, kind: str) -> list[Record]:
+    return [r for r in results(workers.results) if r.kind == kind]
+
+
+async def dead_letters(queue: str, count: int) -> list[Any]:
+    async def ready() -> bool:
+        return (await depth(f"{queue}.dead"))[0] >= count
+
+    await wait_until(ready, 20, f"{count} dead letter(s)")
+    return await drain(f"{queue}.dead")
+
+
+async def the_runner_survives(queue: str, workers: Any, worker: Any, n: int = 1) -> None:
+    """Publish a good job after the trigger: it runs only if the one runner still runs."""
+    await publish(queue, good(n))
+    await wait_until(
+        lambda: any(r.n == n for r in kinds(workers, "done")), 20, f"good job {n} after the trigger"
+    )
+    assert worker.proc.poll() is None, worker.output()
+
+
+async def start_one(workers: Any) -> Any:
+    (worker,) = await workers(1, "--concurrency", "1", provider=APP)
+    return worker
+
+
+async def test_nested_json_body_is_dead_lettered_and_the_next_job_runs(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)
+    nested = b"[" * 100_000 + b"]" * 100_000  # 200 KB: RecursionError in json.loads
+    await publish(queue, nested)
+    await the_runner_survives(queue, workers, worker)
+    (dead,) = await dead_letters(queue, 1)
+    assert "nested too deeply" in str(dead.headers[REASON_HEADER])
+    assert dead.body == nested
+
+
+async def test_context_key_empty_string_is_ignored_and_the_job_runs(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)
+    body = job(
+        "b1_job", "B1Record", b'{"n":7}', context={"": "x", "user_id": "u7"}
+    )  # "" raised TypeError in context.install
+    await publish(queue, body)
+    await wait_until(lambda: kinds(workers, "done"), 20, "the job with a '' context key")
+    (done,) = kinds(workers, "done")
+    assert (done.n, done.user) == (7, "u7")  # the defined key still travels
+    await the_runner_survives(queue, workers, worker, n=8)
+    assert "context key(s) '' that this worker never defined" in worker.output()
+
+
+async def test_context_keys_the_worker_never_defined_are_ignored_with_one_warning(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)
+    bodies = [
+        job("b1_job", "B1Record", b'{"n":%d}' % n, job=f"j{n}", context={"tenant_zz": n})
+        for n in range(10, 13)
+    ]
+    await publish(queue, *bodies)
+    await wait_until(lambda: len(kinds(workers, "done")) == 3, 20, "3 jobs with unknown keys")
+    await the_runner_survives(queue, workers, worker, n=13)
+    # Warned once for the name, not per message (the set of reported names is bounded).
+    assert worker.output().count("'tenant_zz' that this worker never defined") == 1
+
+
+async def test_nan_dispatched_at_is_dead_lettered_instead_of_crashing_the_retry(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)
+    body = job("b1_fails_once", "FailsOnce", b'{"n":3}').replace(b'"at":0.0', b'"at":NaN')
+    assert b'"at":NaN' in body
+    await publish(queue, body)
+    await the_runner_survives(queue, workers, worker)
+    (dead,) = await dead_letters(queue, 1)
+    assert "NaN is not JSON" in str(dead.headers[REASON_HEADER])
+    assert not kinds(workers, "attempt")  # refused before it ran: it could not be retried
+
+
+async def test_infinite_backoff_is_the_last_attempt_not_a_dead_runner(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)
+    await publish(queue, job("b1_bad_backoff", "BadBackoff", b'{"n":4}'))
+    await the_runner_survives(queue, workers, worker)
+    (dead,) = await dead_letters(queue, 1)
+    reason = str(dead.headers[REASON_HEADER])
+    assert reason.startswith("failed; no retry possible") and "inf" in reason, reason
+    assert dead.headers[ERROR_TYPE_HEADER] == "builtins.RuntimeError"
+    assert [r.n for r in kinds(workers, "attempt")] == [4]
+    assert [(r.n, r.extra) for r in kinds(workers, "failed")] == [(4, "RuntimeError")]
+
+
+async def test_listener_raising_cancelled_error_is_a_failure_retried_then_dead_lettered(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)
+    await publish(queue, job("b1_cancel", "RaisesCancelled", b'{"n":5}'))
+    (dead,) = await dead_letters(queue, 1)
+    await the_runner_survives(queue, workers, worker)
+    assert [r.attempt for r in kinds(workers, "attempt")] == [1, 2]  # tries = 2
+    assert [(r.n, r.extra) for r in kinds(workers, "failed")] == [(5, "CancelledError")]
+    assert str(dead.headers[REASON_HEADER]) == "failed"
+    assert dead.headers[ERROR_TYPE_HEADER] == "asyncio.exceptions.CancelledError"
+    assert dead.headers[ATTEMPTS_HEADER] == 2
+
+
+async def test_listener_cancelling_its_own_task_is_a_failure(queue: str, workers: Any) -> None:
+    worker = await start_one(workers)
+    await publish(queue, job("b1_self_cancel", "CancelsItself", b'{"n":6}'))
+    (dead,) = await dead_letters(queue, 1)
+    await the_runner_survives(queue, workers, worker)
+    assert [r.attempt for r in kinds(workers, "attempt")] == [1, 2]
+    assert [(r.n, r.extra) for r in kinds(workers, "failed")] == [(6, "CancelledError")]
+    assert dead.headers[ERROR_TYPE_HEADER] == "asyncio.exceptions.CancelledError"
+
+
+async def test_message_over_max_message_size_is_dead_lettered_not_run(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)  # the driver's default max_message_size: 1 MiB
+    big = job("b1_coded", "RecordCoded", b'{"code":"%s"}' % (b"x" * 2_000_000))
+    await publish(queue, big)
+    await the_runner_survives(queue, workers, worker)
+    (dead,) = await dead_letters(queue, 1)
+    assert "over max_message_size=1048576" in str(dead.headers[REASON_HEADER])
+    assert not [r for r in kinds(workers, "done") if r.extra != "-"]  # RecordCoded never ran
+
+
+async def test_validator_raising_a_non_value_error_is_dead_lettered(
+    queue: str, workers: Any
+) -> None:
+    worker = await start_one(workers)
+    await publish(queue, job("b1_coded", "RecordCoded", b'{"code":"boom"}'))
+    await the_runner_survives(queue, workers, worker)
+    (dead,) = await dead_letters(queue, 1)
+    reason = str(dead.headers[REASON_HEADER])
+    assert "schema mismatch for B1Coded" in reason and "LookupError" in reason, reason
+
+
+async def test_every_trigger_in_one_queue_leaves_the_runner_running(
+    queue: str, workers: Any
+) -> None:
+    """All the triggers back to back, then 100 good jobs: all run, each trigger settled."""
+    worker = await start_one(workers)
+    triggers = [
+        b"[" * 100_000 + b"]" * 100_000,
+        job("b1_job", "B1Record", b'{"n":1000}', context={"": "x"}),
+        job("b1_fails_once", "FailsOnce", b'{"n":1001}').replace(b'"at":0.0', b'"at":NaN'),
+        job("b1_bad_backoff", "BadBackoff", b'{"n":1002}'),
+        job("b1_cancel", "RaisesCancelled", b'{"n":1003}'),
+        job("b1_self_cancel", "CancelsItself", b'{"n":1004}'),
+        job("b1_coded", "RecordCoded", b'{"code":"%s"}' % (b"x" * 2_000_000)),
+        job("b1_coded", "RecordCoded", b'{"code":"boom"}'),
+    ]
+    await publish(queue, *triggers, *(good(n) for n in range(100)))
+    await wait_until(
+        lambda: len({r.n for r in kinds(workers, "done") if r.n < 100}) == 100, 30, "100 good jobs"
+    )
+    dead = await dead_letters(queue, 7)  # all but the "" context key job, which ran
+    assert len(dead) == 7
+    assert worker.proc.poll() is None
+    assert (await depth(queue))[0] == 0
