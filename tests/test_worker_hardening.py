@@ -10,8 +10,10 @@ dead-letter queue, polled under a deadline (``wait_until``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,9 @@ from rabbitmq_app.harness import (
     worker_pool,
 )
 
-from eventbus.worker import ATTEMPTS_HEADER, ERROR_TYPE_HEADER, REASON_HEADER
+from eventbus import EventBus, context
+from eventbus.drivers.rabbitmq import RabbitMQDriver
+from eventbus.worker import ATTEMPTS_HEADER, ERROR_TYPE_HEADER, REASON_HEADER, Worker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
 
@@ -239,3 +243,67 @@ async def test_every_trigger_in_one_queue_leaves_the_runner_running(
     assert len(dead) == 7
     assert worker.proc.poll() is None
     assert (await depth(queue))[0] == 0
+
+
+# -- in-process: a Worker on the real broker, to look inside the process ---------------------
+
+
+@contextlib.asynccontextmanager
+async def running_worker(queue: str) -> AsyncIterator[Worker]:
+    from rabbitmq_app import b1_app
+
+    bus = EventBus(b1_app.events, driver=RabbitMQDriver(URL_, queue=queue))
+    worker = Worker(bus, concurrency=1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(worker.consuming.wait(), 20)
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def test_context_keys_from_messages_are_not_interned(queue: str) -> None:
+    names = [f"zz_from_the_wire_{uuid.uuid4().hex}" for _ in range(50)]
+    bodies = [
+        job("b1_job", "B1Record", b'{"n":%d}' % n, job=f"j{n}", context={name: n})
+        for n, name in enumerate(names)
+    ]
+    async with running_worker(queue) as worker:
+        await publish(queue, *bodies)
+        await wait_until(lambda: worker.report.succeeded == 50, 20, "50 jobs")
+    defined = {key.name for key in context.keys()}
+    assert not defined & set(names)  # 0.1 made a ContextKey (and a ContextVar) per name
+
+
+async def test_unknown_event_names_do_not_rescan_the_event_classes(
+    queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans = 0
+    load = Worker._load_names
+
+    def counting(self: Worker) -> None:
+        nonlocal scans
+        scans += 1
+        load(self)
+
+    monkeypatch.setattr(Worker, "_load_names", counting)
+    unknown = [job(f"no_such_event_{n}", "B1Record", b'{"n":1}', job=f"u{n}") for n in range(30)]
+    async with running_worker(queue) as worker:
+        await publish(queue, *unknown)
+        await wait_until(lambda: worker.report.dead_lettered == 30, 20, "30 dead letters")
+        assert scans == 1  # the scan at start; 0.1 rescanned for every unknown name (31)
+
+        # A class created after the start is still found: creating it moves the signature.
+        from rabbitmq_app.b1_app import B1Job
+
+        class B1Late(B1Job):  # routed to B1Record through B1Job
+            pass
+
+        await publish(queue, job(B1Late.event_name, "B1Record", b'{"n":2}', job="late"))
+        await wait_until(lambda: worker.report.succeeded == 1, 20, "the late class's job")
+        assert scans == 2
+    dead = await drain(f"{queue}.dead")
+    assert len(dead) == 30
+    assert all("unknown event 'no_such_event_" in str(m.headers[REASON_HEADER]) for m in dead)
