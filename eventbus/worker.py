@@ -61,13 +61,16 @@ _MAX_TTL_MS = 2**32 - 1
 #: Distinct unknown context key names a worker warns about (then it stops remembering them).
 _MAX_REPORTED_KEYS = 64
 #: Errors that mean the broker connection, not the message, is at fault: give the job back.
-_CONNECTION_ERRORS = (
+_BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    BrokerError,
     aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,  # a RuntimeError, not an AMQPError
     ConnectionError,
     OSError,
     TimeoutError,
-    asyncio.CancelledError,  # aiormq cancels the pending operations of a lost connection
 )
+#: Also what escapes an ack or publish whose connection was lost: aiormq cancels them.
+_CONNECTION_ERRORS = (*_BROKER_ERRORS, asyncio.CancelledError)
 
 
 class WorkerCrashed(EventBusError, RuntimeError):
@@ -295,6 +298,8 @@ class Worker:
     def _runner_ended(self, task: asyncio.Task[None]) -> None:
         if self._cancelling:
             return
+        if self._stopping and not task.cancelled() and task.exception() is None:
+            return  # returned at shutdown, leaving its message for the broker
         if task.cancelled():
             why = f"job runner {task.get_name()} was cancelled"
         else:
@@ -431,6 +436,10 @@ class Worker:
         except BaseException as again:
             if isinstance(again, asyncio.CancelledError) and self._cancelling:
                 raise
+            if isinstance(again, _CONNECTION_ERRORS):
+                # The channel is going: the broker requeues the message with it.
+                await _give_back(message, f"could not dead-letter job: {again!r}", NO_JOB)
+                return
             # Neither run nor dead-lettered nor given back: this worker is not sound.
             self._fail(f"could not settle job {message.message_id} after {exc!r}: {again!r}")
 
@@ -601,7 +610,7 @@ class Worker:
                 await self.driver.publish(
                     body, target, message_id=envelope.job_id, what=f"the retry of {envelope!r}"
                 )
-            except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            except _BROKER_ERRORS as exc:
                 why = f"could not queue the retry of {envelope!r}: {exc!r}"
                 await _give_back(message, why, extra)
                 return
@@ -664,7 +673,7 @@ class Worker:
                 headers=headers,
                 what=f"the dead-letter of {job or 'a message'}",
             )
-        except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+        except _BROKER_ERRORS as exc:
             await _give_back(message, f"could not dead-letter {job}: {exc!r}", extra)
             return
         self.report.dead_lettered += 1
@@ -711,7 +720,7 @@ async def _ack(
 ) -> None:
     try:
         await message.ack()
-    except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
+    except _BROKER_ERRORS as exc:
         # The connection or channel was lost while the job ran (ChannelInvalidStateError,
         # AMQPConnectionError, a reset socket): the broker requeues every unacked message of
         # a closed channel, so the job runs again (at least once). Nothing is lost here.
@@ -726,7 +735,7 @@ async def _ack(
 async def _give_back(message: AbstractIncomingMessage, why: str, extra: Mapping[str, Any]) -> None:
     logger.error("%s; returning the job to the queue", why, extra=extra)
     # A closed channel has returned the message to the queue already.
-    with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError):
+    with contextlib.suppress(*_BROKER_ERRORS):
         await message.nack(requeue=True)
 
 

@@ -97,7 +97,8 @@ async def test_install_of_an_unknown_name_ignores_it() -> None:
     ignored, user = contextvars.Context().run(elsewhere)
     assert ignored == [name]
     assert user == "u9"
-    assert name not in {key.name for key in context.keys()}
+    defined = context.keys()
+    assert name not in {key.name for key in defined}
 
 
 async def test_every_kind_of_listener_sees_the_callers_context() -> None:

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 import eventbus
-from eventbus.worker import current_job
 from eventbus import Event, EventListener, Policy
+from eventbus.worker import current_job
 
 from .listeners import record
 
