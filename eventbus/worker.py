@@ -730,6 +730,11 @@ async def _ack(
             exc,
             extra={"event_name": event_name, "listener": listener, "attempt": attempt},
         )
+        # Should the channel survive the error after all, an unacked message would hold its
+        # prefetch slot for good: hand it back instead (at least once: it runs again).
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            message.channel  # noqa: B018 - raises when the channel is closed
+            await message.nack(requeue=True)
 
 
 async def _give_back(message: AbstractIncomingMessage, why: str, extra: Mapping[str, Any]) -> None:

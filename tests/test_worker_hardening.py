@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -386,3 +387,26 @@ async def test_connection_cut_while_acking_loses_nothing_and_the_worker_keeps_co
 async def _settled(queue: str) -> bool:
     ready, consumers = await depth(queue)
     return ready == 0 and consumers == 1
+
+
+async def test_ack_raising_a_connection_error_does_not_end_the_runner(
+    queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blip's ``AMQPConnectionError`` from ``message.ack()``, raised on demand."""
+    failures = 0
+    real_ack = aio_pika.IncomingMessage.ack
+
+    async def flaky_ack(self: aio_pika.IncomingMessage, multiple: bool = False) -> None:
+        nonlocal failures
+        if self.message_id == "m0" and not failures:
+            failures += 1
+            raise aiormq.exceptions.AMQPConnectionError("Server connection unexpectedly closed")
+        await real_ack(self, multiple)
+
+    monkeypatch.setattr(aio_pika.IncomingMessage, "ack", flaky_ack)
+    async with running_worker(queue) as worker:
+        await publish(queue, good(1), good(2))
+        # Job 1 ran, its ack failed: it is handed back and runs again; job 2 runs after it.
+        await wait_until(lambda: worker.report.succeeded == 3, 20, "3 runs (one repeated)")
+        await wait_until(lambda: _settled(queue), 20, "the queue settled")
+    assert failures == 1
