@@ -410,3 +410,42 @@ async def test_ack_raising_a_connection_error_does_not_end_the_runner(
         await wait_until(lambda: worker.report.succeeded == 3, 20, "3 runs (one repeated)")
         await wait_until(lambda: _settled(queue), 20, "the queue settled")
     assert failures == 1
+
+
+# -- a worker that cannot go on exits non-zero -------------------------------------------------
+
+
+async def test_a_bug_escaping_a_job_is_dead_lettered_and_the_runner_goes_on(
+    queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Worker._handle
+
+    async def buggy(self: Worker, message: aio_pika.IncomingMessage) -> None:
+        if message.message_id == "m0":
+            raise KeyError("a bug in the worker")
+        await real(self, message)
+
+    monkeypatch.setattr(Worker, "_handle", buggy)
+    async with running_worker(queue) as worker:
+        await publish(queue, good(1), good(2))
+        await wait_until(lambda: worker.report.succeeded == 1, 20, "the job after the bug")
+    (dead,) = await drain(f"{queue}.dead")
+    assert str(dead.headers[REASON_HEADER]) == "worker error: KeyError: 'a bug in the worker'"
+    assert dead.headers[ERROR_TYPE_HEADER] == "builtins.KeyError"
+
+
+async def test_a_worker_whose_runner_cannot_settle_a_job_exits_non_zero(
+    queue: str, workers: Any
+) -> None:
+    (worker,) = await workers(1, "--concurrency", "2", provider="rabbitmq_app.b1_broken")
+    await publish(queue, good(1))
+    code = await worker.wait(20)  # 0.1: the runner died silently, the process stayed up
+    output = worker.output()
+    assert code != 0, output
+    assert "CRITICAL eventbus: eventbus worker: could not settle job m0" in output
+    assert "WorkerCrashed" in output
+
+    async def requeued() -> bool:
+        return (await depth(queue))[0] == 1
+
+    await wait_until(requeued, 20, "the job back in the queue")  # nothing lost
