@@ -140,6 +140,7 @@ class Worker:
         grace: float = 30.0,
         verbose: bool = False,
         stats_interval: float = 10.0,
+        give_up_after: float | None = 300.0,
     ) -> None:
         if not isinstance(bus.driver, RabbitMQDriver):
             raise TypeError(
@@ -156,6 +157,9 @@ class Worker:
         self.grace = grace
         self.verbose = verbose
         self.stats_interval = stats_interval
+        #: Seconds without a broker connection after which the worker stops with
+        #: :class:`WorkerCrashed` (exit non-zero) instead of idling; ``None``: retry forever.
+        self.give_up_after = give_up_after
         self.report = WorkerReport()
         self.consuming = asyncio.Event()
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -315,6 +319,15 @@ class Worker:
     def _watch_connection(self) -> None:
         connection = self.driver.connection
         lost_at: list[float] = []
+        loop = asyncio.get_running_loop()
+        give_up: list[asyncio.TimerHandle] = []
+
+        def gone() -> None:
+            if not self._stopping:
+                self._fail(
+                    f"no RabbitMQ connection for {self.give_up_after}s (give_up_after); "
+                    "its consumers cannot run jobs"
+                )
 
         def lost(_: Any, exc: BaseException | None = None) -> None:
             if self._stopping or connection.is_closed:
@@ -325,9 +338,13 @@ class Worker:
                 exc,
                 extra=NO_JOB,
             )
+            if self.give_up_after is not None and not give_up:
+                give_up.append(loop.call_later(self.give_up_after, gone))
 
         def back(_: Any) -> None:
             took = time.monotonic() - lost_at[0] if lost_at else 0.0
+            while give_up:
+                give_up.pop().cancel()
             logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took, extra=NO_JOB)
 
         connection.close_callbacks.add(lost)

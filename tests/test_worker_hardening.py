@@ -449,3 +449,29 @@ async def test_a_worker_whose_runner_cannot_settle_a_job_exits_non_zero(
         return (await depth(queue))[0] == 1
 
     await wait_until(requeued, 20, "the job back in the queue")  # nothing lost
+
+
+async def test_a_worker_that_cannot_reconnect_stops_with_worker_crashed(queue: str) -> None:
+    from rabbitmq_app import b1_app
+    from rabbitmq_app.proxy import Proxy
+
+    from eventbus.worker import WorkerCrashed
+
+    async with EventBus(driver=RabbitMQDriver(URL_, queue=queue)):
+        pass  # the queues exist before the worker connects through the proxy
+    async with Proxy() as proxy:
+        bus = EventBus(b1_app.events, driver=RabbitMQDriver(proxy.url(), queue=queue))
+        worker = Worker(bus, concurrency=1, give_up_after=1.0)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await asyncio.wait_for(worker.consuming.wait(), 20)
+            proxy.accepting = False  # the broker is gone for good
+            assert proxy.cut() == 1
+            with pytest.raises(WorkerCrashed, match=r"no RabbitMQ connection for 1\.0s"):
+                await asyncio.wait_for(task, 30)
+        finally:
+            stop.set()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
