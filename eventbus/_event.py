@@ -11,6 +11,10 @@ __all__ = ["Event", "default_event_name", "snake_case"]
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
+#: How many Event subclasses were created in this process: a worker that could not resolve
+#: an event name rescans the classes only when this moved (a rescan is a full walk).
+classes_created = 0
+
 
 def snake_case(class_name: str) -> str:
     """``NewChatEvent`` -> ``"new_chat_event"``; ``HTTPRequest`` -> ``"http_request"``."""
@@ -39,6 +43,8 @@ class Event(BaseModel):
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        global classes_created
+        classes_created += 1
         super().__pydantic_init_subclass__(**kwargs)
         if "event_name" not in cls.__dict__:
             cls.event_name = default_event_name(cls.__name__)

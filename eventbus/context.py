@@ -11,7 +11,7 @@ Define a key once, set it where the request starts, read it in any listener::
 Listeners run in a copy of the dispatching caller's context, so these values (and any other
 ``ContextVar``) follow the event; what a listener sets stays its own. :func:`snapshot` and
 :func:`install` turn the defined keys into a plain dict and back, which is how the context
-crosses a process boundary.
+crosses a process boundary (``install`` sets only keys defined in the receiving process).
 """
 
 from __future__ import annotations
@@ -94,7 +94,19 @@ def snapshot() -> dict[str, Any]:
     return out
 
 
-def install(values: dict[str, Any]) -> None:
-    """Set every ``{name: value}`` of a :func:`snapshot` in the current context."""
+def install(values: dict[str, Any]) -> list[str]:
+    """Set the ``{name: value}`` of a :func:`snapshot` whose keys are defined here.
+
+    Returns the names it ignored. A name this process never defined is not created: the
+    values come from another process (a queued message), and every key made here would
+    stay in memory for good, so a stream of distinct names would grow the process forever.
+    Define the keys a worker should see (``define_key``) in the worker's code.
+    """
+    ignored: list[str] = []
     for name, value in values.items():
-        ContextKey(name)._var.set(value)
+        key = _keys.get(name)
+        if key is None:
+            ignored.append(name)
+        else:
+            key._var.set(value)
+    return ignored

@@ -14,6 +14,13 @@ queue with the reason in its headers.
 A redelivered message (its worker died, or lost its connection, holding it) never runs
 beside other jobs: see :mod:`eventbus._isolation` for how the job that kills its worker is
 proven and dead-lettered while the innocent ones prefetched beside it complete.
+
+Nothing a message or a listener does ends a job runner: whatever escapes a job (a listener's
+``CancelledError`` or ``BaseException``, a bad retry delay, an envelope that cannot be
+re-encoded, a broker error while acking) is logged with the job's fields, and the message is
+dead-lettered with a reason, or returned for redelivery when the broker connection is the
+cause. A runner that dies anyway (a bug) makes :meth:`Worker.run` raise
+:class:`WorkerCrashed`, so ``eventbus work`` exits non-zero for its supervisor to restart it.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextvars import Context, ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
-from . import _isolation
+from . import _event, _isolation
 from . import context as _context
 from ._errors import EventBusError
 from ._event import Event
@@ -43,7 +50,7 @@ if TYPE_CHECKING:
     from ._bus import EventBus
     from ._listener import Listener
 
-__all__ = ["Job", "Worker", "WorkerCrashed", "WorkerReport", "current_job"]
+__all__ = ["Job", "JobKilledWorker", "Worker", "WorkerCrashed", "WorkerReport", "current_job"]
 
 
 #: Headers a dead-lettered message carries (besides ``x-death`` from the broker).
@@ -52,8 +59,31 @@ ERROR_TYPE_HEADER = "x-eventbus-error-type"
 ERROR_HEADER = "x-eventbus-error"
 ATTEMPTS_HEADER = "x-eventbus-attempts"
 
+#: Reasons and error texts put into headers are cut to this many characters: a header
+#: frame must fit in one AMQP frame, and names in a reason come from the message.
+_MAX_REASON = 1000
+#: RabbitMQ's largest ``x-message-ttl`` (ms), so the largest retry delay a delay queue holds.
+_MAX_TTL_MS = 2**32 - 1
+#: Distinct unknown context key names a worker warns about (then it stops remembering them).
+_MAX_REPORTED_KEYS = 64
+#: Errors that mean the broker connection, not the message, is at fault: give the job back.
+_BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    BrokerError,
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,  # a RuntimeError, not an AMQPError
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+#: Also what escapes an ack or publish whose connection was lost: aiormq cancels them.
+_CONNECTION_ERRORS = (*_BROKER_ERRORS, asyncio.CancelledError)
 
-class WorkerCrashed(EventBusError):
+
+class WorkerCrashed(EventBusError, RuntimeError):
+    """A job runner of a worker ended; the worker stopped so a supervisor can restart it."""
+
+
+class JobKilledWorker(EventBusError):
     """A job's worker process died while running it alone, ``crash_limit`` times.
 
     ``failed()`` and ``on_failure`` receive this; the message is then dead-lettered.
@@ -141,6 +171,7 @@ class Worker:
         verbose: bool = False,
         stats_interval: float = 10.0,
         crash_limit: int = 2,
+        give_up_after: float | None = 300.0,
     ) -> None:
         if not isinstance(bus.driver, RabbitMQDriver):
             raise TypeError(
@@ -163,6 +194,9 @@ class Worker:
         self.verbose = verbose
         self.stats_interval = stats_interval
         self.crash_limit = crash_limit
+        #: Seconds without a broker connection after which the worker stops with
+        #: :class:`WorkerCrashed` (exit non-zero) instead of idling; ``None``: retry forever.
+        self.give_up_after = give_up_after
         self.report = WorkerReport()
         self.consuming = asyncio.Event()
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -183,10 +217,26 @@ class Worker:
         self._alone: tuple[AbstractIncomingMessage, int, asyncio.Task[Any] | None] | None = None
         self._listeners: dict[str, Listener] = {}
         self._events: dict[str, type[Event] | None] = {}
+        self._names_seen: tuple[int, int, int, int] = (-1, -1, -1, -1)
+        self._cancelling = False  # the runners are being cancelled by run() itself
+        self._crashed: list[str] = []
+        self._crash = asyncio.Event()
+        self._unknown_keys: set[str] = set()
 
     # -- names -> code, only through the bus's registrations --------------------------------
 
+    def _names_signature(self) -> tuple[int, int, int, int]:
+        """Moves whenever an event class is created or the bus registers something."""
+        table = self.bus._table
+        return (
+            _event.classes_created,
+            len(table._listeners),
+            len(table._by_key),
+            len(table._pending),
+        )
+
     def _load_names(self) -> None:
+        self._names_seen = self._names_signature()
         self._listeners = {listener.name: listener for listener in self.bus.listeners()}
         events: dict[str, type[Event] | None] = {}
         keys = self.bus.registered_types()
@@ -210,13 +260,16 @@ class Worker:
 
     def _resolve(self, envelope: _wire.Envelope) -> tuple[type[Event], Listener]:
         cls = self._events.get(envelope.event_name, _UNKNOWN)
-        if cls is _UNKNOWN:
-            self._load_names()  # an event class imported since: look again, once
+        if cls is _UNKNOWN and self._names_signature() != self._names_seen:
+            # An event class was created (or something registered) since the last scan: look
+            # again. Otherwise a rescan could not find more, and would cost a full walk of
+            # the event classes for every message naming an unknown event.
+            self._load_names()
             cls = self._events.get(envelope.event_name, _UNKNOWN)
         if cls is _UNKNOWN:
             raise _wire.PoisonMessage(
-                f"unknown event {envelope.event_name!r}: no event class of that name has "
-                "listeners in this worker's provider"
+                f"unknown event {_wire._short(envelope.event_name)}: no event class of that "
+                "name has listeners in this worker's provider"
             )
         if cls is None:
             raise _wire.PoisonMessage(
@@ -224,9 +277,13 @@ class Worker:
                 "worker share that name"
             )
         listener = self._listeners.get(envelope.listener)
+        if listener is None and self._names_signature() != self._names_seen:
+            self._load_names()
+            listener = self._listeners.get(envelope.listener)
         if listener is None:
             raise _wire.PoisonMessage(
-                f"unknown listener {envelope.listener!r}: not registered in this worker's provider"
+                f"unknown listener {_wire._short(envelope.listener)}: not registered in this "
+                "worker's provider"
             )
         assert isinstance(cls, type)
         if listener not in self.bus._table.lookup(cls):
@@ -255,6 +312,8 @@ class Worker:
                 asyncio.create_task(self._runner(), name=f"eventbus-job-{i}")
                 for i in range(self.concurrency)
             ]
+            for task in runners:
+                task.add_done_callback(self._runner_ended)
             ticker = asyncio.create_task(self._tick(), name="eventbus-throughput")
             release_threads = reserve_threads(self.concurrency)  # a thread for every runner
             try:
@@ -267,9 +326,10 @@ class Worker:
                     len(self._listeners),
                     extra=NO_JOB,
                 )
-                await stop.wait()
+                await _first(stop.wait(), self._crash.wait())
                 await self._shutdown(queue, hurry)
             finally:
+                self._cancelling = True
                 ticker.cancel()
                 for task in runners:
                     task.cancel()
@@ -283,12 +343,48 @@ class Worker:
                             await channel.queue_delete(name, if_empty=True)
                     with contextlib.suppress(Exception):
                         await channel.close()
+        if self._crashed:
+            logger.critical(
+                "eventbus worker stopped because %s; exiting so it can be restarted: %r",
+                self._crashed[0],
+                self.report,
+                extra=NO_JOB,
+            )
+            raise WorkerCrashed(
+                f"eventbus worker on queue {self.driver.queue!r} stopped: {self._crashed[0]}"
+            )
         logger.info("eventbus worker stopped: %r", self.report, extra=NO_JOB)
         return self.report
+
+    def _runner_ended(self, task: asyncio.Task[None]) -> None:
+        if self._cancelling:
+            return
+        if self._stopping and not task.cancelled() and task.exception() is None:
+            return  # returned at shutdown, leaving its message for the broker
+        if task.cancelled():
+            why = f"job runner {task.get_name()} was cancelled"
+        else:
+            why = f"job runner {task.get_name()} ended: {task.exception()!r}"
+        self._fail(why)
+
+    def _fail(self, why: str) -> None:
+        """The worker cannot go on as it is: stop it, and make run() raise."""
+        logger.critical("eventbus worker: %s", why, extra=NO_JOB)
+        self._crashed.append(why)
+        self._crash.set()
 
     def _watch_connection(self) -> None:
         connection = self.driver.connection
         lost_at: list[float] = []
+        loop = asyncio.get_running_loop()
+        give_up: list[asyncio.TimerHandle] = []
+
+        def gone() -> None:
+            if not self._stopping:
+                self._fail(
+                    f"no RabbitMQ connection for {self.give_up_after}s (give_up_after); "
+                    "its consumers cannot run jobs"
+                )
 
         def lost(_: Any, exc: BaseException | None = None) -> None:
             if self._stopping or connection.is_closed:
@@ -299,12 +395,16 @@ class Worker:
                 exc,
                 extra=NO_JOB,
             )
+            if self.give_up_after is not None and not give_up:
+                give_up.append(loop.call_later(self.give_up_after, gone))
 
         def back(_: Any) -> None:
             # A copy returned to the old alone queue by the drop expires into the work
             # queue by itself; a new name keeps the next alone run from taking it instead.
             self._alone_name = self._new_alone_name()
             took = time.monotonic() - lost_at[0] if lost_at else 0.0
+            while give_up:
+                give_up.pop().cancel()
             logger.info("eventbus worker reconnected to RabbitMQ after %.3fs", took, extra=NO_JOB)
 
         connection.close_callbacks.add(lost)
@@ -360,6 +460,14 @@ class Worker:
                     await self._suspect(message)
                 else:
                     await self._handle(message)
+            except asyncio.CancelledError as exc:
+                if self._cancelling:
+                    raise
+                await self._escaped(message, exc)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # nothing a message does may end this runner
+                await self._escaped(message, exc)
             finally:
                 self._busy -= 1
                 if self._busy <= 1:
@@ -567,7 +675,7 @@ class Worker:
             ctx.run(_context.install, envelope.context)
         ctx.run(_current_job.set, job)
         reason = f"crashed its worker {count} times"
-        error = WorkerCrashed(
+        error = JobKilledWorker(
             f"job {job.id} ({listener.name} for {event.event_name!r}) {reason}: the worker "
             "process died (os._exit, a signal, the OOM killer) while running it alone; it "
             "is not run again"
@@ -576,12 +684,93 @@ class Worker:
         await _drive(self.bus.job_failed(listener, event, error, job.attempt), ctx)
         self.report.failed += 1
         headers: dict[str, Any] = {
-            ERROR_TYPE_HEADER: qualified_name(WorkerCrashed),
+            ERROR_TYPE_HEADER: qualified_name(JobKilledWorker),
             ERROR_HEADER: str(error)[:1000],
             ATTEMPTS_HEADER: job.attempt,
             CRASHES_HEADER: count,
         }
         await self._dead_letter(message, reason, headers, envelope.job_id, extra)
+
+    async def _escaped(self, message: AbstractIncomingMessage, exc: BaseException) -> None:
+        """Something escaped a job: settle its message so it is neither stuck nor lost."""
+        if self._cancelling:
+            raise asyncio.CancelledError
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            await self._rescind(task)
+        if message.processed:
+            logger.error(
+                "eventbus worker: error after job %s was settled",
+                message.message_id,
+                exc_info=exc,
+                extra=NO_JOB,
+            )
+            return
+        if isinstance(exc, _CONNECTION_ERRORS):
+            await _give_back(
+                message, f"broker error during job {message.message_id}: {exc!r}", NO_JOB
+            )
+            return
+        logger.error(
+            "eventbus worker: unexpected error running job %s",
+            message.message_id,
+            exc_info=exc,
+            extra=NO_JOB,
+        )
+        headers: dict[str, Any] = {
+            ERROR_TYPE_HEADER: qualified_name(type(exc)),
+            ERROR_HEADER: str(exc)[:_MAX_REASON],
+        }
+        try:
+            await self._dead_letter(
+                message,
+                f"worker error: {type(exc).__qualname__}: {exc}",
+                headers,
+                message.message_id or "",
+                NO_JOB,
+            )
+        except BaseException as again:
+            if isinstance(again, asyncio.CancelledError) and self._cancelling:
+                raise
+            if isinstance(again, _CONNECTION_ERRORS):
+                # The channel is going: the broker requeues the message with it.
+                await _give_back(message, f"could not dead-letter job: {again!r}", NO_JOB)
+                return
+            # Neither run nor dead-lettered nor given back: this worker is not sound.
+            self._fail(f"could not settle job {message.message_id} after {exc!r}: {again!r}")
+
+    async def _contain(self, awaitable: Awaitable[Any]) -> Any:
+        """Await ``awaitable``; return its result, or the exception it raised.
+
+        A ``CancelledError`` that did not come from this worker's own shutdown (a listener
+        raising it, or cancelling its own task) is the listener's failure, like any other
+        exception; so are bare ``BaseException`` and ``GeneratorExit``. ``KeyboardInterrupt``
+        and ``SystemExit`` still stop the process.
+        """
+        try:
+            result = await awaitable
+        except asyncio.CancelledError as exc:
+            if self._cancelling:
+                raise
+            result = exc
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            result = exc
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            await self._rescind(task)  # the listener cancelled its own task
+        return result
+
+    async def _rescind(self, task: asyncio.Task[Any]) -> None:
+        """Withdraw cancel requests a listener made on the runner's task."""
+        # Python 3.11 cannot withdraw a request not yet delivered: let it arrive here.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        if self._cancelling:
+            raise asyncio.CancelledError
+        while task.cancelling():
+            task.uncancel()
 
     async def _tick(self) -> None:
         report = self.report
@@ -609,6 +798,11 @@ class Worker:
         body = message.body
         envelope = None
         try:
+            if len(body) > self.driver.max_message_size:
+                raise _wire.PoisonMessage(
+                    f"message of {len(body)} bytes is over max_message_size="
+                    f"{self.driver.max_message_size}: not run"
+                )
             envelope, _ = _wire.decode_head(body)
             cls, listener = self._resolve(envelope)
             event = _wire.decode_event(cls, body)
@@ -625,12 +819,14 @@ class Worker:
         )
         ctx = copy_context()
         if envelope.context:
-            ctx.run(_context.install, envelope.context)
+            ignored = ctx.run(_context.install, envelope.context)
+            if ignored:
+                self._unknown_context(ignored, envelope)
         ctx.run(_current_job.set, job)
         started = time.perf_counter() if self.verbose else 0.0
         stats.running += 1
         try:
-            error = await run_attempt(listener, event, ctx)
+            error = await self._contain(run_attempt(listener, event, ctx))
         finally:
             stats.running -= 1
         if error is None:
@@ -650,6 +846,20 @@ class Worker:
             return
         await self._failed_attempt(message, envelope, event, listener, error, ctx)
 
+    def _unknown_context(self, names: list[str], envelope: _wire.Envelope) -> None:
+        """Context keys this worker never defined are ignored (never created: memory)."""
+        new = [name for name in names if name not in self._unknown_keys]
+        if not new or len(self._unknown_keys) >= _MAX_REPORTED_KEYS:
+            return
+        self._unknown_keys.update(new[: _MAX_REPORTED_KEYS - len(self._unknown_keys)])
+        logger.warning(
+            "job %s carries eventbus.context key(s) %s that this worker never defined; "
+            "ignoring them (define them with define_key in the worker's code to receive them)",
+            envelope.job_id,
+            ", ".join(_wire._short(name, 60) for name in new[:10]),
+            extra=_envelope_record(envelope),
+        )
+
     async def _failed_attempt(
         self,
         message: AbstractIncomingMessage,
@@ -662,19 +872,35 @@ class Worker:
         policy = listener.policy
         attempt = envelope.attempt
         extra = job_record(event, listener, attempt)
+        reason = "failed"
         if attempt < policy.tries:
-            delay = policy.delay(attempt)
+            try:
+                delay = _retry_delay(listener, attempt)
+                body = _wire.encode(
+                    job=envelope.job_id,
+                    event_id=envelope.event_id,
+                    event_name=envelope.event_name,
+                    listener=envelope.listener,
+                    attempt=attempt + 1,
+                    dispatched_at=envelope.dispatched_at,
+                    context=envelope.context,
+                    data=event.model_dump_json().encode(),
+                )
+            except Exception as exc:
+                # No retry can be queued, so this attempt is the last: failed() and the
+                # dead-letter queue, with why, instead of a runner lost to the exception.
+                reason = f"failed; no retry possible: {exc}"
+                logger.error(
+                    "%s: cannot retry job %s (%r); this attempt is its last",
+                    listener.name,
+                    envelope.job_id,
+                    exc,
+                    extra=extra,
+                )
+                return await self._last_attempt(
+                    message, envelope, event, listener, error, ctx, reason
+                )
             self.bus.job_retrying(listener, event, error, attempt, delay)
-            body = _wire.encode(
-                job=envelope.job_id,
-                event_id=envelope.event_id,
-                event_name=envelope.event_name,
-                listener=envelope.listener,
-                attempt=attempt + 1,
-                dispatched_at=envelope.dispatched_at,
-                context=envelope.context,
-                data=event.model_dump_json().encode(),
-            )
             try:
                 topology = self.driver.topology
                 if delay > 0:
@@ -684,22 +910,42 @@ class Worker:
                 await self.driver.publish(
                     body, target, message_id=envelope.job_id, what=f"the retry of {envelope!r}"
                 )
-            except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+            except _BROKER_ERRORS as exc:
                 why = f"could not queue the retry of {envelope!r}: {exc!r}"
                 await _give_back(message, why, extra)
                 return
             self.report.retried += 1
             await _ack(message, **extra)
             return
+        await self._last_attempt(message, envelope, event, listener, error, ctx, reason)
+
+    async def _last_attempt(
+        self,
+        message: AbstractIncomingMessage,
+        envelope: _wire.Envelope,
+        event: Event,
+        listener: Listener,
+        error: BaseException,
+        ctx: Context,
+        reason: str,
+    ) -> None:
+        attempt = envelope.attempt
+        extra = job_record(event, listener, attempt)
         # In the job's context, so failed() sees the dispatcher's context and current_job().
-        await _drive(self.bus.job_failed(listener, event, error, attempt), ctx)
+        hook_error = await self._contain(
+            _drive(self.bus.job_failed(listener, event, error, attempt), ctx)
+        )
+        if hook_error is not None:
+            logger.error(
+                "%s.failed() or on_failure raised %r", listener.name, hook_error, extra=extra
+            )
         self.report.failed += 1
         headers: dict[str, Any] = {
             ERROR_TYPE_HEADER: qualified_name(type(error)),
-            ERROR_HEADER: str(error)[:1000],
+            ERROR_HEADER: str(error)[:_MAX_REASON],
             ATTEMPTS_HEADER: attempt,
         }
-        await self._dead_letter(message, "failed", headers, envelope.job_id, extra)
+        await self._dead_letter(message, reason, headers, envelope.job_id, extra)
 
     async def _dead_letter(
         self,
@@ -709,6 +955,7 @@ class Worker:
         job: str,
         extra: Mapping[str, Any],
     ) -> None:
+        reason = reason[:_MAX_REASON]
         headers[REASON_HEADER] = reason
         if reason != "failed":
             logger.error(
@@ -726,7 +973,7 @@ class Worker:
                 headers=headers,
                 what=f"the dead-letter of {job or 'a message'}",
             )
-        except (BrokerError, aiormq.exceptions.AMQPError, OSError) as exc:
+        except _BROKER_ERRORS as exc:
             await _give_back(message, f"could not dead-letter {job}: {exc!r}", extra)
             return
         self.report.dead_lettered += 1
@@ -735,6 +982,31 @@ class Worker:
 
 class _Unknown:
     pass
+
+
+async def _first(*awaitables: Awaitable[Any]) -> None:
+    """Wait until the first of ``awaitables`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _retry_delay(listener: Listener, attempt: int) -> float:
+    """The listener's delay before the next attempt, checked: a delay queue must hold it.
+
+    Registration refuses bad backoffs, but a worker must not trust that (another version of
+    the code, a policy changed at runtime).
+    """
+    delay = listener.policy.delay(attempt)
+    if not 0 <= delay * 1000 <= _MAX_TTL_MS:  # also false for NaN
+        raise ValueError(
+            f"the backoff of {listener.name} after attempt {attempt} is {delay!r}s; a retry "
+            f"delay must be a finite number of seconds from 0 to {_MAX_TTL_MS // 1000}"
+        )
+    return delay
 
 
 _UNKNOWN: Any = _Unknown()
@@ -748,19 +1020,27 @@ async def _ack(
 ) -> None:
     try:
         await message.ack()
-    except aiormq.exceptions.ChannelInvalidStateError:
-        # The channel was lost while the job ran: the broker has requeued it, and it will
-        # run again (at least once). Nothing to do here.
+    except _BROKER_ERRORS as exc:
+        # The connection or channel was lost while the job ran (ChannelInvalidStateError,
+        # AMQPConnectionError, a reset socket): the broker requeues every unacked message of
+        # a closed channel, so the job runs again (at least once). Nothing is lost here.
         logger.warning(
-            "could not ack job %s: its channel closed; the broker will redeliver it",
+            "could not ack job %s (%r): its channel is closing; the broker will redeliver it",
             message.message_id,
+            exc,
             extra={"event_name": event_name, "listener": listener, "attempt": attempt},
         )
+        # Should the channel survive the error after all, an unacked message would hold its
+        # prefetch slot for good: hand it back instead (at least once: it runs again).
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            message.channel  # noqa: B018 - raises when the channel is closed
+            await message.nack(requeue=True)
 
 
 async def _give_back(message: AbstractIncomingMessage, why: str, extra: Mapping[str, Any]) -> None:
     logger.error("%s; returning the job to the queue", why, extra=extra)
-    with contextlib.suppress(aiormq.exceptions.ChannelInvalidStateError):
+    # A closed channel has returned the message to the queue already.
+    with contextlib.suppress(*_BROKER_ERRORS):
         await message.nack(requeue=True)
 
 

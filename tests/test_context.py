@@ -85,14 +85,20 @@ async def test_install_restores_a_snapshot_elsewhere() -> None:
     assert again == snap
 
 
-async def test_install_of_an_unknown_name_defines_it() -> None:
-    # A fresh name per run: keys are process-wide, so a fixed one is defined after the first run.
+async def test_install_of_an_unknown_name_ignores_it() -> None:
+    # Names from the wire are never interned (issue 10): only defined keys are set.
     name = f"ctx_test_from_the_wire_{uuid.uuid4().hex}"
-    before = context.keys()
-    contextvars.Context().run(context.install, {name: "x"})
-    after = context.keys()
-    assert name not in {key.name for key in before}
-    assert name in {key.name for key in after}
+    context.set(UserId, "before")
+
+    def elsewhere() -> tuple[list[str], str | None]:
+        ignored = context.install({name: "x", UserId.name: "u9"})
+        return ignored, context.get(UserId)
+
+    ignored, user = contextvars.Context().run(elsewhere)
+    assert ignored == [name]
+    assert user == "u9"
+    defined = context.keys()
+    assert name not in {key.name for key in defined}
 
 
 async def test_every_kind_of_listener_sees_the_callers_context() -> None:

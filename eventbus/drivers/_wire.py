@@ -16,6 +16,7 @@ caller of ``dispatch``, not later in a worker.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -192,12 +193,24 @@ _HEAD_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
 )
 
 
+#: AMQP short strings (the message id a retry or dead-letter is published with) hold 255 bytes.
+_MAX_ID_BYTES = 255
+
+
+def _no_constant(name: str) -> Any:
+    # The encoder never writes NaN/Infinity (allow_nan=False); accepting them here would
+    # only fail later, when a retry re-encodes the envelope.
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode_head(body: bytes) -> tuple[Envelope, dict[str, Any]]:
     """Parse the envelope (not yet the event); raise :class:`PoisonMessage` with a reason."""
     try:
-        head = json.loads(body)
+        head = json.loads(body, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise PoisonMessage(f"undecodable body: not JSON ({exc})") from None
+        raise PoisonMessage(f"undecodable body: not JSON ({_short(exc)})") from None
+    except RecursionError:
+        raise PoisonMessage("undecodable body: JSON nested too deeply to parse") from None
     if not isinstance(head, dict):
         raise PoisonMessage("undecodable body: not a JSON object")
     version = head.get("v")
@@ -206,9 +219,17 @@ def decode_head(body: bytes) -> tuple[Envelope, dict[str, Any]]:
     for key, kind in _HEAD_TYPES:
         value = head.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise PoisonMessage(f"malformed envelope: {key!r} is {value!r}")
+            raise PoisonMessage(f"malformed envelope: {key!r} is {_short(value)}")
     if head["attempt"] < 1:
         raise PoisonMessage(f"malformed envelope: attempt {head['attempt']!r}")
+    try:
+        finite = math.isfinite(head["at"])
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise PoisonMessage(f"malformed envelope: 'at' is {_short(head['at'])}")
+    if len(head["job"].encode()) > _MAX_ID_BYTES:
+        raise PoisonMessage(f"malformed envelope: 'job' is over {_MAX_ID_BYTES} bytes")
     if "data" not in head:
         raise PoisonMessage("malformed envelope: no 'data'")
     return Envelope(head), head
@@ -234,6 +255,24 @@ def decode_event(cls: type[Event], body: bytes) -> Event:
         loc = ".".join(str(part) for part in first["loc"][1:]) or "(event)"
         raise PoisonMessage(
             f"schema mismatch for {cls.__qualname__}: {exc.error_count()} error(s), "
-            f"first at {loc}: {first['msg']}"
+            f"first at {loc}: {_short(first['msg'])}"
+        ) from None
+    except RecursionError:
+        raise PoisonMessage(f"schema mismatch for {cls.__qualname__}: nested too deeply") from None
+    except Exception as exc:
+        # A field validator raising something pydantic does not wrap (it wraps only
+        # ValueError and AssertionError), e.g. bson's InvalidId: the data is the problem.
+        raise PoisonMessage(
+            f"schema mismatch for {cls.__qualname__}: a validator raised "
+            f"{type(exc).__qualname__}: {_short(exc)}"
         ) from None
     return event
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr``/``str`` of message content cut to ``limit`` chars, for reasons and logs."""
+    try:
+        text = str(value) if isinstance(value, BaseException) else repr(value)
+    except RecursionError:
+        return f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"

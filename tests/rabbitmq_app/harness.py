@@ -212,7 +212,7 @@ def worker_pool(queue: str, tmp_path: Path, provider: str = PROVIDER) -> Iterato
     results_dir = tmp_path / "results"
     results_dir.mkdir()
 
-    async def start(count: int, *args: str) -> list[WorkerProcess]:
+    async def start(count: int, *args: str, provider: str = PROVIDER) -> list[WorkerProcess]:
         new = [
             WorkerProcess(
                 queue,
