@@ -624,6 +624,7 @@ class Worker:
             return
         copy, count, task = self._alone
         if task is not None:
+            self._cancelling = True  # the grace is over: this cancel is ours, not a failure
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if copy.processed:
