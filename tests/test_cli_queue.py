@@ -101,6 +101,14 @@ def test_replay_dead_with_limit_counts_jobs_not_poison(
     assert [m.message_id for m in asyncio.run(drain(f"{queue}.poison"))] == ["p"]
 
 
+def test_replay_dead_names_a_missing_dead_letter_queue(
+    queue: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["queue", "replay-dead", "--queue", queue]) == 1  # never declared
+    err = capsys.readouterr().err
+    assert f"queue '{queue}.dead' does not exist" in err and "--queue" in err
+
+
 @pytest.mark.parametrize("value", ["-1", "0", "two"])
 def test_replay_dead_limit_below_one_is_a_usage_error(
     value: str, capsys: pytest.CaptureFixture[str]

@@ -226,11 +226,20 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    import aiormq
+
     url, queue = _names(args)
     try:
         done = asyncio.run(replay_dead(url, queue, args.limit))
     except (OSError, ConnectionError) as exc:
         print(f"eventbus queue replay-dead: cannot reach RabbitMQ: {exc}", file=sys.stderr)
+        return 1
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        print(
+            f"eventbus queue replay-dead: queue {queue + '.dead'!r} does not exist (it is "
+            "declared by `async with bus`); check --queue",
+            file=sys.stderr,
+        )
         return 1
     line = f"replayed {done.replayed} dead-lettered job(s) into {queue!r}"
     if done.poison:
