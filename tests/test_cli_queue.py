@@ -26,7 +26,17 @@ from eventbus.worker import REASON_HEADER
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rabbitmq_app.event_provider import events as app_events
-from rabbitmq_app.harness import PROVIDER, ROOT, TESTS, URL_, depth, drain, envelope, fresh_queue
+from rabbitmq_app.harness import (
+    PROVIDER,
+    ROOT,
+    TESTS,
+    URL_,
+    depth,
+    drain,
+    envelope,
+    fresh_queue,
+    wait_until,
+)
 
 #: The 200 KB body that made 0.1's replay-dead raise RecursionError on every run.
 NESTED = b"[" * 100_000 + b"]" * 100_000
@@ -49,11 +59,19 @@ def dead_letter(queue: str, bodies: dict[str, bytes]) -> None:
                     aio_pika.Message(body, message_id=message_id), queue
                 )
             work = await channel.declare_queue(queue, passive=True)
+            before = (await depth(f"{queue}.dead"))[0]
             for _ in bodies:
                 message = await work.get(timeout=10)
                 await message.reject(requeue=False)  # dead-lettered, with x-death
+        # The broker dead-letters after the reject, not during it.
+        dead = before + len(bodies)
+        await wait_until(lambda: _has(f"{queue}.dead", dead), 30, f"{dead} dead letters")
 
     asyncio.run(run())
+
+
+async def _has(queue: str, count: int) -> bool:
+    return (await depth(queue))[0] == count
 
 
 def test_replay_dead_moves_poison_aside_and_replays_the_rest(
