@@ -160,3 +160,25 @@ def test_a_backoff_longer_than_the_longest_tier_is_refused_at_registration() -> 
 
     with pytest.raises(RegistrationError, match=r"WaitsTooLongNow: backoff 5000000\.0s is longer"):
         EventBus({Numbered: [WaitsTooLongNow]}, driver=RabbitMQDriver(URL_, queue="unused"))
+
+
+async def test_a_delay_queue_deleted_by_hand_is_declared_again_on_its_next_use(
+    queue: str,
+) -> None:
+    import aio_pika
+
+    from eventbus.drivers.rabbitmq import BrokerError
+
+    bus = EventBus(gated_events, driver=RabbitMQDriver(URL_, queue=queue))
+    async with bus:
+        driver: RabbitMQDriver = bus.driver  # type: ignore[assignment]
+        name = await driver.topology.declare_delay(driver.connection, 0.2)
+        assert name == f"{queue}.delay.200ms"
+        channel = await driver.connection.channel()
+        await channel.queue_delete(name)  # an operator cleaning up
+        with pytest.raises(BrokerError, match="could not route"):
+            await driver.publish(b"{}", name, message_id="m")  # a worker's retry: given back
+        assert await driver.topology.declare_delay(driver.connection, 0.2) == name
+        declared = await channel.declare_queue(name, passive=True)  # raises if it is missing
+        assert declared.declaration_result.message_count == 0
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), name, mandatory=True)
