@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_QUEUE",
     "DEFAULT_URL",
+    "DELAY_EXPIRES_MARGIN_MS",
     "DELAY_TIERS_MS",
     "BrokerError",
     "RabbitMQDriver",
@@ -272,6 +273,14 @@ class RabbitMQDriver(Driver):
     # -- registration: names are the wire's only link to code ------------------------------
 
     def check_registration(self, listener: Listener, key: type) -> None:
+        policy = listener.policy
+        longest = max(policy.backoff[: policy.tries - 1], default=0.0)
+        if longest * 1000 > DELAY_TIERS_MS[-1]:
+            raise RegistrationError(
+                f"{listener.name}: backoff {longest!r}s is longer than the rabbitmq driver "
+                f"can delay a retry ({DELAY_TIERS_MS[-1] // 1000}s, its longest delay tier, "
+                "under RabbitMQ's message TTL limit); use a shorter backoff"
+            )
         if isinstance(key, type) and issubclass(key, Event):
             self._claim_event_name(key, "registering")
         other = self._listener_names.get(listener.name)
@@ -282,14 +291,6 @@ class RabbitMQDriver(Driver):
                 "(or define it at module level)"
             )
         self._listener_names[listener.name] = listener
-        policy = listener.policy
-        longest = max(policy.backoff[: policy.tries - 1], default=0.0)
-        if longest * 1000 > DELAY_TIERS_MS[-1]:
-            raise RegistrationError(
-                f"{listener.name}: backoff {longest!r}s is longer than the rabbitmq driver "
-                f"can delay a retry ({DELAY_TIERS_MS[-1] // 1000}s, its longest delay tier, "
-                "under RabbitMQ's message TTL limit); use a shorter backoff"
-            )
 
     def _claim_event_name(self, cls: type[Event], doing: str) -> None:
         other = self._event_names.get(cls.event_name)
