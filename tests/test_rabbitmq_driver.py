@@ -321,6 +321,8 @@ def test_queue_cli_stats_and_replay_dead(queue: str, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out.splitlines() == [
         f"queue {queue}: 3 ready, 0 consumer(s)",
         f"dead-lettered ({queue}.dead): 1",
+        f"poison ({queue}.poison): 0",
+        "waiting to retry: 0",
     ]
     queued = asyncio.run(drain(queue))
     attempts = {m.message_id: _wire.decode_head(m.body)[0].attempt for m in queued}

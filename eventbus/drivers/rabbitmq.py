@@ -10,8 +10,10 @@ Queues, for a queue name ``Q`` (default ``eventbus``):
 
 - ``Q``: a quorum queue with a delivery limit, dead-lettering into ``Q.dead``;
 - ``Q.dead``: the dead-letter queue (jobs that failed their last attempt, poison messages);
-- ``Q.retry.<ms>ms``: one delay queue per distinct backoff, whose queue-level TTL
-  dead-letters back into ``Q``, so different delays never block each other.
+- ``Q.delay.<ms>ms``: one delay queue per delay tier (:data:`DELAY_TIERS_MS`, at most 87),
+  whose queue-level TTL dead-letters back into ``Q``, so different delays never block each
+  other; a retry waits in the smallest tier at least as long as its backoff. Each expires
+  (``x-expires``) once idle for longer than its TTL plus :data:`DELAY_EXPIRES_MARGIN_MS`.
 
 aio-pika is asyncio-only, so this driver refuses to run under trio.
 """
@@ -19,6 +21,8 @@ aio-pika is asyncio-only, so this driver refuses to run under trio.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import math
 import os
 import sys
 import time
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustChannel, AbstractRobustConnection
 from yarl import URL
 
 from .. import context as _context
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_QUEUE",
     "DEFAULT_URL",
+    "DELAY_EXPIRES_MARGIN_MS",
+    "DELAY_TIERS_MS",
     "BrokerError",
     "RabbitMQDriver",
     "Topology",
@@ -62,6 +68,25 @@ DEFAULT_QUEUE = "eventbus"
 #: Environment variables read when the driver is created by name (``QUEUE_DRIVER=rabbitmq``).
 URL_ENV = "RABBITMQ_URL"
 QUEUE_ENV = "EVENTBUS_QUEUE"
+
+
+def _delay_tiers() -> tuple[int, ...]:
+    # The R10 preferred numbers (each at most 1.3x the one below), in whole ms from 10 ms up
+    # to 4e9 ms (46 days: RabbitMQ's TTL limit is 2**32 - 1 ms).
+    mantissas = (100, 125, 160, 200, 250, 315, 400, 500, 630, 800)
+    tiers = (math.ceil(m * 10**exp / 100) for exp in range(1, 10) for m in mantissas)
+    return tuple(ms for ms in tiers if ms <= 4_000_000_000)
+
+
+#: The TTLs (ms) of the only delay queues eventbus declares: a retry waits in the smallest
+#: tier at least as long as its backoff, so it never starts early and at most 30% late
+#: (10 ms for a backoff under 10 ms), and distinct backoffs never mean distinct queues.
+DELAY_TIERS_MS: tuple[int, ...] = _delay_tiers()
+#: A delay queue's ``x-expires`` is its TTL plus this. Publishing does not renew a queue's
+#: lease, declaring does, so a tier is redeclared before a publish once its last declare is
+#: older than ``_DELAY_RENEW_S``: its last message always leaves long before it expires.
+DELAY_EXPIRES_MARGIN_MS = 15 * 60 * 1000
+_DELAY_RENEW_S = 30.0
 
 _snapshot = _context.snapshot
 _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
@@ -112,8 +137,10 @@ class Topology:
             raise ValueError(f"queue must be a non-empty str of at most 200 chars, got {queue!r}")
         self.queue = queue
         self.dead = f"{queue}.dead"
+        #: Where ``eventbus queue replay-dead`` moves dead letters that no worker can decode.
+        self.poison = f"{queue}.poison"
         self.delivery_limit = delivery_limit
-        self._delays: set[int] = set()
+        self._delays: dict[str, float] = {}  # delay queue -> monotonic time of its last declare
 
     def work_arguments(self) -> dict[str, Any]:
         return {
@@ -124,29 +151,51 @@ class Topology:
         }
 
     def delay_queue(self, delay: float) -> tuple[str, int]:
-        """The name and TTL (ms) of the delay queue for a backoff of ``delay`` seconds."""
-        ms = max(1, round(delay * 1000))
-        return f"{self.queue}.retry.{ms}ms", ms
+        """The name and TTL (ms) of the delay tier for a backoff of ``delay`` seconds."""
+        # Rounded to the microsecond first, so 0.16 s (160.00000000000003 ms) is the 160 tier.
+        index = bisect.bisect_left(DELAY_TIERS_MS, round(delay * 1000, 3))
+        if not delay >= 0 or index == len(DELAY_TIERS_MS):
+            raise ValueError(
+                f"a backoff of {delay!r} seconds has no delay tier: the rabbitmq driver delays "
+                f"retries by 0 to {DELAY_TIERS_MS[-1] // 1000} seconds"
+            )
+        ms = DELAY_TIERS_MS[index]
+        return self.delay_name(ms), ms
+
+    def delay_name(self, ms: int) -> str:
+        return f"{self.queue}.delay.{ms}ms"
+
+    def delay_arguments(self, ms: int) -> dict[str, Any]:
+        return {
+            "x-message-ttl": ms,
+            "x-expires": ms + DELAY_EXPIRES_MARGIN_MS,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.queue,
+        }
 
     async def declare(self, connection: AbstractRobustConnection) -> None:
         """Declare the work and dead-letter queues (a no-op when they exist alike)."""
         await self._declare(connection, self.dead, {"x-queue-type": "quorum"})
         await self._declare(connection, self.queue, self.work_arguments())
 
+    async def declare_poison(self, connection: AbstractConnection) -> None:
+        await self._declare(connection, self.poison, {"x-queue-type": "quorum"})
+
     async def declare_delay(self, connection: AbstractRobustConnection, delay: float) -> str:
+        """The delay tier for ``delay`` seconds, declared (its lease renewed) when due."""
         name, ms = self.delay_queue(delay)
-        if ms not in self._delays:
-            arguments = {
-                "x-message-ttl": ms,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.queue,
-            }
-            await self._declare(connection, name, arguments)
-            self._delays.add(ms)
+        now = time.monotonic()
+        if now - self._delays.get(name, -math.inf) > _DELAY_RENEW_S:
+            await self._declare(connection, name, self.delay_arguments(ms))
+            self._delays[name] = now
         return name
 
+    def forget_delay(self, name: str) -> None:
+        """Declare ``name`` again before its next use (a publish found it missing)."""
+        self._delays.pop(name, None)
+
     async def _declare(
-        self, connection: AbstractRobustConnection, name: str, arguments: dict[str, Any]
+        self, connection: AbstractConnection, name: str, arguments: dict[str, Any]
     ) -> None:
         # A throwaway channel: a mismatch closes it, and the error can say what to do.
         channel = await connection.channel(publisher_confirms=False)
@@ -224,6 +273,14 @@ class RabbitMQDriver(Driver):
     # -- registration: names are the wire's only link to code ------------------------------
 
     def check_registration(self, listener: Listener, key: type) -> None:
+        policy = listener.policy
+        longest = max(policy.backoff[: policy.tries - 1], default=0.0)
+        if longest * 1000 > DELAY_TIERS_MS[-1]:
+            raise RegistrationError(
+                f"{listener.name}: backoff {longest!r}s is longer than the rabbitmq driver "
+                f"can delay a retry ({DELAY_TIERS_MS[-1] // 1000}s, its longest delay tier, "
+                "under RabbitMQ's message TTL limit); use a shorter backoff"
+            )
         if isinstance(key, type) and issubclass(key, Event):
             self._claim_event_name(key, "registering")
         other = self._listener_names.get(listener.name)
@@ -387,6 +444,7 @@ class RabbitMQDriver(Driver):
                 await channel.default_exchange.publish(message, routing_key, mandatory=True)
                 return
             except aiormq.exceptions.PublishError as exc:
+                self.topology.forget_delay(routing_key)  # deleted by hand? declare it again
                 raise BrokerError(
                     f"RabbitMQ could not route {what} to queue {routing_key!r} (does it exist? "
                     f"it is declared by `async with bus`): {exc}"

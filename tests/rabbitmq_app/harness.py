@@ -19,7 +19,7 @@ import pytest
 from yarl import URL
 
 from eventbus.drivers import _wire
-from eventbus.drivers.rabbitmq import DEFAULT_URL, Topology
+from eventbus.drivers.rabbitmq import DEFAULT_URL, DELAY_TIERS_MS, Topology
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
@@ -61,9 +61,11 @@ def envelope(**change: Any) -> bytes:
     return _wire.encode(**fields)
 
 
-def queue_names(queue: str, delays: tuple[float, ...] = (0.3, 0.6)) -> list[str]:
+def queue_names(queue: str) -> list[str]:
+    """Every queue eventbus may declare for ``queue``: work, dead, poison, each delay tier."""
     topology = Topology(queue)
-    return [queue, topology.dead, *(topology.delay_queue(d)[0] for d in delays)]
+    delays = [topology.delay_name(ms) for ms in DELAY_TIERS_MS]
+    return [queue, topology.dead, topology.poison, *delays]
 
 
 async def delete_queues(queue: str) -> None:
@@ -71,10 +73,9 @@ async def delete_queues(queue: str) -> None:
 
     connection = await aio_pika.connect(URL_)
     async with connection:
+        channel = await connection.channel()
         for name in queue_names(queue):
-            channel = await connection.channel()
-            await channel.queue_delete(name)
-            await channel.close()
+            await channel.queue_delete(name)  # a missing queue is fine (idempotent)
 
 
 def fresh_queue() -> Iterator[str]:
