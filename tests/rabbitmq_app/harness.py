@@ -205,7 +205,8 @@ class WorkerProcess:
 def worker_pool(queue: str, tmp_path: Path, provider: str = PROVIDER) -> Iterator[Any]:
     """For a ``workers`` fixture: ``await start(n, *args)`` starts ``n`` worker processes.
 
-    ``provider`` is the module the workers load (``--provider``).
+    ``provider`` is the module the workers load (``--provider``); ``start(..., provider=...)``
+    overrides it for one start.
 
     ``start.results`` is the results directory; every worker is killed after the test.
     """
@@ -213,7 +214,9 @@ def worker_pool(queue: str, tmp_path: Path, provider: str = PROVIDER) -> Iterato
     results_dir = tmp_path / "results"
     results_dir.mkdir()
 
-    async def start(count: int, *args: str, provider: str = PROVIDER) -> list[WorkerProcess]:
+    default = provider
+
+    async def start(count: int, *args: str, provider: str = default) -> list[WorkerProcess]:
         new = [
             WorkerProcess(
                 queue,
