@@ -13,7 +13,7 @@ from ._bus import EventBus, Stats
 from ._discover import DiscoveredListener, Discovery, SkippedListener, discover
 from ._errors import EventBusError, FarmNotRunning, QueueFull, RegistrationError
 from ._event import Event
-from ._listener import EventListener, Listener, Policy
+from ._listener import EventListener, Listener, ListenerBaseException, Policy
 from ._provider import ProviderNotFound, load_provider
 from ._table import Route
 from .context import define_key
@@ -29,6 +29,7 @@ __all__ = [
     "EventListener",
     "FarmNotRunning",
     "Listener",
+    "ListenerBaseException",
     "Policy",
     "ProviderNotFound",
     "QueueFull",

@@ -299,7 +299,9 @@ class EventBus:
 
         Each listener runs once, in its own copy of the caller's context, with its timeout.
         When any failed, an :class:`ExceptionGroup` of their exceptions is raised after the
-        rest have run; each carries a note naming its listener.
+        rest have run; each carries a note naming its listener. A listener's BaseException
+        (a leaked CancelledError, GeneratorExit) is in it as a ListenerBaseException;
+        KeyboardInterrupt, SystemExit and a real cancellation of the caller propagate at once.
         """
         listeners = self._cache.get(type(event))
         if listeners is None:

@@ -33,6 +33,7 @@ from ._log import logger, record
 __all__ = [
     "EventListener",
     "Listener",
+    "ListenerBaseException",
     "Policy",
     "RegistrationError",
     "UnresolvedAnnotation",
@@ -45,6 +46,24 @@ __all__ = [
 
 class RegistrationError(TypeError):
     """A listener, event key or provider was rejected when it was registered."""
+
+
+class ListenerBaseException(Exception):
+    """A listener raised a BaseException that is not an Exception; it is that listener's failure.
+
+    A leaked ``asyncio.CancelledError`` (no cancellation of the caller behind it),
+    ``GeneratorExit`` or a bare ``BaseException`` would otherwise tear down the farm or escape
+    an :class:`ExceptionGroup`. The original is ``__cause__`` (and ``original``).
+    ``KeyboardInterrupt``, ``SystemExit`` and real cancellations are never wrapped.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(
+            f"the listener raised {original!r}, a BaseException that is neither an Exception "
+            "nor a cancellation of its caller; it counts as the listener's failure"
+        )
+        self.original = original
+        self.__cause__ = original
 
 
 class EventListener:
@@ -514,10 +533,63 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+def _listener_failure(exc: BaseException) -> Exception | None:
+    """``exc`` (not an Exception) as the listener's failure, or None when it must propagate.
+
+    KeyboardInterrupt and SystemExit always propagate, and so does a cancellation of the
+    caller: one from an enclosing cancel scope (the effective deadline is -inf then) or, on
+    asyncio, a pending ``Task.cancel()`` request. Anything else the listener raised itself.
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return None
+    if cancels_caller(exc):
+        return None
+    return ListenerBaseException(exc)
+
+
+def cancels_caller(exc: BaseException) -> bool:
+    """True when ``exc`` is the async backend's cancellation and really cancels the caller."""
+    try:
+        cancelled = anyio.get_cancelled_exc_class()
+    except Exception:  # pragma: no cover - no async library running
+        return False
+    if not isinstance(exc, cancelled):
+        return False
+    if anyio.current_effective_deadline() == -math.inf:
+        return True
+    task = _asyncio_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _asyncio_task() -> Any:
+    """The current asyncio task, or None (trio; asyncio is only imported if it is in use)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running asyncio loop: trio
+        return None
+
+
+def clear_self_cancel() -> None:
+    """Drop the ``Task.cancel()`` requests a listener made on the farm's own worker task.
+
+    Left in place they would make anyio's cancel scopes on that task misjudge later
+    cancellations (it compares ``Task.cancelling()`` with its value on entry).
+    """
+    task = _asyncio_task()
+    if task is not None:
+        while task.cancelling():
+            task.uncancel()
+
+
 async def run_attempt(listener: Listener, event: Event, ctx: Context) -> Exception | None:
     """Run one attempt of ``listener`` for ``event`` inside ``ctx``; return what it raised.
 
-    Cancellation of the *caller* is never swallowed. A timeout becomes :class:`TimeoutError`.
+    Cancellation of the *caller* is never swallowed, nor KeyboardInterrupt or SystemExit. A
+    timeout becomes :class:`TimeoutError`; any other BaseException the listener raised is
+    returned as a :class:`ListenerBaseException`.
     """
     make = listener.make
     try:
@@ -529,6 +601,11 @@ async def run_attempt(listener: Listener, event: Event, ctx: Context) -> Excepti
                 await _drive(coro, ctx)
     except Exception as exc:
         return exc
+    except BaseException as exc:
+        failure = _listener_failure(exc)
+        if failure is None:
+            raise
+        return failure
     return None
 
 
@@ -540,7 +617,7 @@ def start_attempt(
     Most listeners finish in that step. Returns ``None`` when the attempt succeeded, the
     exception when it failed, or a coroutine to await for the rest (which returns either).
     The hot paths (``dispatch_now``, the farm's workers) call this instead of awaiting
-    :func:`run_attempt` for every job.
+    :func:`run_attempt` for every job. BaseExceptions are treated as in :func:`run_attempt`.
     """
     if listener.policy.timeout is not None or listener.make_in_context:
         return run_attempt(listener, event, ctx)
@@ -551,6 +628,11 @@ def start_attempt(
         return None
     except Exception as exc:
         return exc
+    except BaseException as exc:
+        failure = _listener_failure(exc)
+        if failure is None:
+            raise
+        return failure
     return finish_attempt(coro, ctx, first)  # type: ignore[arg-type]
 
 
@@ -562,6 +644,11 @@ async def finish_attempt(
         await _InContext(coro, ctx, first)
     except Exception as exc:
         return exc
+    except BaseException as exc:
+        failure = _listener_failure(exc)
+        if failure is None:
+            raise
+        return failure
     return None
 
 

@@ -156,6 +156,10 @@ class DispatchTable:
                     out.append(Route(listener, cls, cls is not event_type))
         return out
 
+    def registered_on(self, event_type: type) -> set[Listener]:
+        """The listeners registered so far on ``event_type``'s MRO (no pending resolution)."""
+        return {listener for cls in event_type.__mro__ for listener in self._by_key.get(cls, ())}
+
     def keys(self) -> list[type]:
         """Every class something is registered on, in registration order."""
         if self._pending:

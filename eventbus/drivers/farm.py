@@ -2,14 +2,18 @@
 
 ``dispatch`` appends jobs to a deque and returns; it only yields to the event loop when the
 queue is full. ``max_concurrency`` workers take jobs off the deque and only yield when it is
-empty (or every few hundred jobs, so a flood of instant listeners cannot starve the loop).
-That keeps a job at a few deque operations plus the listener itself: no task, no stream,
-no lock per job.
+empty, or when the farm's shared time slice is spent (so a backlog of instant listeners
+cannot starve the loop, however many workers there are). That keeps a job at a few deque
+operations plus the listener itself: no task, no stream, no lock per job.
+
+Nothing a listener raises ends a worker: exceptions and stray BaseExceptions are its
+failure; KeyboardInterrupt and SystemExit stop the farm (drained, reported, re-raised as is).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,8 +25,15 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._errors import FarmNotRunning, QueueFull
-from .._listener import reserve_threads, start_attempt
-from .._log import NO_JOB, logger
+from .._listener import (
+    ListenerBaseException,
+    RegistrationError,
+    clear_self_cancel,
+    qualified_name,
+    reserve_threads,
+    start_attempt,
+)
+from .._log import NO_JOB, job_record, logger
 from .base import Driver
 
 if TYPE_CHECKING:
@@ -32,8 +43,17 @@ if TYPE_CHECKING:
 __all__ = ["AsyncFarm"]
 
 
-#: Jobs a worker runs back to back before it lets other tasks in.
-_FAIRNESS_BATCH = 256
+#: Seconds the whole farm may run jobs back to back before it lets other tasks in. Shared by
+#: all workers: with a backlog every worker is ready in the same loop iteration, so a
+#: per-worker budget would multiply the stall by ``max_concurrency``.
+_SLICE = 0.005
+
+#: Jobs a worker runs between looks at the clock (and right after anything that suspended).
+_CHECK_EVERY = 8
+
+
+#: What :meth:`AsyncFarm._escaped` returns when the job stopped the farm.
+_STOPPED = BaseException("the farm stopped")
 
 
 class Job:
@@ -95,6 +115,37 @@ class AsyncFarm(Driver):
         self._draining = False  # stopping: only our own jobs may still dispatch
         self._worker_ids: set[int] = set()
         self._tg: TaskGroup | None = None
+        self._body: anyio.CancelScope | None = None  # around the body of `async with bus`
+        self._waiting_workers = 0  # workers waiting for room to dispatch a follow-up
+        self._slice_end = 0.0  # perf_counter() when the current time slice is spent
+        self._slice_gen = 0  # bumped by each worker that opens a new slice
+        # Why the farm is stopping early (KeyboardInterrupt/SystemExit from a listener), the
+        # exception to re-raise, and the reason given for jobs dropped when it stops.
+        self._stop_reason: str | None = None
+        self._stop_error: BaseException | None = None
+        self._drop_reason = "the farm stopped"
+
+    def check_registration(self, listener: Listener, key: type) -> None:
+        """With ``on_full="raise"``, refuse an event type that would need more than max_queue.
+
+        Its events could never be queued (``dispatch`` would always raise QueueFull); with
+        ``on_full="wait"`` they are queued a job at a time as room frees up.
+        """
+        if self.on_full != "raise":
+            return
+        table = self.bus._table
+        stack = [key]
+        while stack:  # key and every subclass of it: they all hear this listener
+            cls = stack.pop()
+            stack.extend(cls.__subclasses__())
+            count = len(table.registered_on(cls) | {listener})
+            if count > self.max_queue:
+                raise RegistrationError(
+                    f"{listener.name} cannot listen to {qualified_name(cls)}: that event type "
+                    f"would reach {count} listeners, more than the max_queue={self.max_queue} "
+                    f"of {self.bus!r} with on_full='raise', so its events could never be "
+                    f"queued; raise max_queue to at least {count} or use on_full='wait'"
+                )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -113,23 +164,32 @@ class AsyncFarm(Driver):
             raise RuntimeError(f"the farm of {self.bus!r} is already running")
         error: Exception | None = None
         release_threads = reserve_threads(self.max_concurrency)  # a thread for every worker
+        self._stop_reason = self._stop_error = None
+        self._drop_reason = "the farm stopped"
         try:
             async with anyio.create_task_group() as host:
                 pool: anyio.CancelScope = await host.start(self._pool)
                 self._accepting = True
                 try:
-                    yield
+                    # Its own scope, so a listener's KeyboardInterrupt can stop the body
+                    # without cancelling the drain below.
+                    with anyio.CancelScope() as self._body:
+                        yield
                 except Exception as exc:
                     # Re-raised outside the task group: the caller's own exception, not an
                     # ExceptionGroup wrapping it (cancellation passes through untouched).
                     error = exc
                 finally:
+                    self._body = None
                     self._accepting = False
                     self._draining = True
                     self._wake_producers()
                     try:
-                        with anyio.CancelScope(shield=True):
-                            await self._drain()
+                        if self.drain_timeout is None:
+                            await self._drain_unbounded()
+                        else:
+                            with anyio.CancelScope(shield=True):
+                                await self._drain(self.drain_timeout)
                     finally:
                         self._draining = False
                         pool.cancel()
@@ -139,6 +199,12 @@ class AsyncFarm(Driver):
             self._tg = None
             release_threads()
             self._report_leftovers()
+        stop, self._stop_error = self._stop_error, None
+        if stop is not None:
+            try:
+                raise stop  # as raised by the listener: no ExceptionGroup around it
+            finally:
+                stop = None
         if error is not None:
             try:
                 raise error
@@ -160,24 +226,68 @@ class AsyncFarm(Driver):
                     tg.start_soon(self._worker, name=f"eventbus-worker-{slot}")
                 task_status.started(scope)
 
-    async def _drain(self) -> None:
+    async def _drain(self, timeout: float) -> None:
         if not self._unfinished:
             return
-        timeout = math.inf if self.drain_timeout is None else self.drain_timeout
         with anyio.move_on_after(timeout) as scope:
             await self.join()
         if scope.cancelled_caught:
+            self._drop_reason = self._stopping("the drain deadline passed")
             logger.error(
                 "drain timed out after %ss with %d job(s) unfinished; cancelling them",
-                self.drain_timeout,
+                timeout,
                 self._unfinished,
                 extra={**NO_JOB, "unfinished": self._unfinished},
             )
+
+    async def _drain_unbounded(self) -> None:
+        """``drain_timeout=None``: wait for every job, unless the code around is cancelled."""
+        if not self._unfinished:
+            return
+        try:
+            await self.join()
+        except anyio.get_cancelled_exc_class():
+            self._drop_reason = self._stopping(
+                "the code around `async with bus` was cancelled during the drain"
+            )
+            logger.error(
+                "drain cancelled with %d job(s) unfinished; cancelling them",
+                self._unfinished,
+                extra={**NO_JOB, "unfinished": self._unfinished},
+            )
+            raise
+
+    def _stopping(self, reason: str) -> str:
+        return reason if self._stop_reason is None else f"{self._stop_reason}, and {reason}"
 
     def _wake_producers(self) -> None:
         # Producers waiting for room when the farm stops learn it now, not never.
         while self._room:
             self._room.popleft().set()
+
+    def _stop(self, job: Job, exc: BaseException, where: str) -> None:
+        """KeyboardInterrupt or SystemExit from a listener: stop the farm, re-raise it later.
+
+        The body of ``async with bus`` is cancelled, the farm drains (within
+        ``drain_timeout``), and then the exception is raised as is from ``async with bus``.
+        """
+        name = type(exc).__name__
+        if self._stop_error is None:
+            self._stop_error = exc
+            self._stop_reason = f"the farm stopped: {name} raised by {where}"
+            self._accepting = False
+            self._draining = True  # the farm's own jobs may still dispatch follow-ups
+            self._wake_producers()
+            logger.critical(
+                "%s raised %s; stopping the farm (draining for at most %ss)",
+                where,
+                name,
+                self.drain_timeout,
+                exc_info=exc,
+                extra=job_record(job.event, job.listener, job.attempt),
+            )
+            if self._body is not None:
+                self._body.cancel()
 
     def _closed(self) -> bool:
         """No new jobs, except follow-ups dispatched by jobs of the draining farm itself."""
@@ -191,12 +301,18 @@ class AsyncFarm(Driver):
             job = self._jobs.popleft()
             self.bus.stats.queued -= 1
             self._finish()
-            self.bus.job_dropped(job.listener, job.event, "queued", job.attempt)
+            self.bus.job_dropped(
+                job.listener, job.event, "queued", job.attempt, reason=self._drop_reason
+            )
 
     # -- producing ------------------------------------------------------------------------
 
     async def submit(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
         if not self._accepting and self._closed():
+            if self._stop_reason is not None:
+                raise FarmNotRunning(
+                    f"{self.bus!r} cannot queue {event.event_name!r}: {self._stop_reason}"
+                )
             raise FarmNotRunning(
                 f"{self.bus!r} cannot queue {event.event_name!r}: its async farm is not running. "
                 "Start it with `async with bus:`, `FastAPI(lifespan=bus.lifespan)`, or set "
@@ -218,6 +334,13 @@ class AsyncFarm(Driver):
             self._accepted(count)
             return
         if self.on_full == "raise":
+            if count > self.max_queue:
+                raise QueueFull(
+                    f"cannot queue {event.event_name!r}: it has {count} listeners and "
+                    f"max_queue is {self.max_queue}, so it can never be queued with "
+                    "on_full='raise'; raise max_queue to at least "
+                    f"{count} or use on_full='wait'"
+                )
             raise QueueFull(
                 f"cannot queue {event.event_name!r}: {len(jobs)} of {self.max_queue} job slots "
                 f"are taken and it needs {count}; raise max_queue, add workers, or use "
@@ -233,16 +356,26 @@ class AsyncFarm(Driver):
             for i, listener in enumerate(listeners)
         )
         total = len(pending)
+        # One of our own workers dispatching a follow-up: if every other worker is waiting
+        # to dispatch too, nothing would ever make room, so it goes past max_queue instead.
+        own = anyio.get_current_task().id in self._worker_ids
         while pending:
             while len(self._jobs) >= self.max_queue:
+                if own and self._waiting_workers >= self.max_concurrency - 1:
+                    break
                 waiter = anyio.Event()
                 self._room.append(waiter)
+                if own:
+                    self._waiting_workers += 1
                 try:
                     await waiter.wait()
                 except BaseException:
                     self._pass_room_on(waiter)
                     self._not_queued(pending, total, "the dispatching task was cancelled")
                     raise
+                finally:
+                    if own:
+                        self._waiting_workers -= 1
                 if self._closed():
                     if len(pending) == total:
                         raise FarmNotRunning(
@@ -280,37 +413,78 @@ class AsyncFarm(Driver):
 
     async def _worker(self) -> None:
         self._worker_ids.add(anyio.get_current_task().id)
+        while True:
+            try:
+                await self._work()
+            except anyio.get_cancelled_exc_class() as exc:
+                # Only a real cancellation (the end of the drain) ends a worker. A listener
+                # that cancelled its own task without awaiting afterwards lands here.
+                if anyio.current_effective_deadline() == -math.inf:
+                    raise
+                clear_self_cancel()
+                logger.error(
+                    "a farm worker caught %r outside any job (a listener cancelled its own "
+                    "task?); the worker goes on",
+                    exc,
+                    extra=NO_JOB,
+                )
+
+    async def _work(self) -> None:
         jobs, idle, room = self._jobs, self._idle, self._room
         stats = self.bus.stats
-        bus = self.bus
-        batch = 0
-        exc: BaseException | None
+        clock = time.perf_counter
+        countdown = 0  # jobs until the next look at the clock
+        job: Job | None = None
+        exc: BaseException | None = None
+        outcome: Any = None
         while True:
             if not jobs:
-                batch = 0
+                job = exc = outcome = None  # an idle worker pins nothing of its last job
+                gen = self._slice_gen
                 waiter = anyio.Event()
                 idle.append(waiter)
-                await waiter.wait()
+                try:
+                    await waiter.wait()
+                except BaseException:
+                    if waiter in idle:  # no dispatch may wake a worker that is gone
+                        idle.remove(waiter)
+                    raise
+                if self._slice_gen == gen:  # first back after this yield: a new slice
+                    self._slice_gen = gen + 1
+                    self._slice_end = clock() + _SLICE
+                    countdown = _CHECK_EVERY
+                else:
+                    countdown = 0
                 continue
+            if countdown:
+                countdown -= 1
+            elif clock() < self._slice_end:
+                countdown = _CHECK_EVERY
+            else:
+                await self._next_slice()
+                countdown = _CHECK_EVERY
+                continue  # the queue may have changed meanwhile
             job = jobs.popleft()
             if room:
                 room.popleft().set()
             stats.queued -= 1
             stats.running += 1
-            finished = False
             try:
                 outcome = start_attempt(job.listener, job.event, job.context)
-                exc = (
-                    outcome
-                    if outcome is None or isinstance(outcome, Exception)
-                    else (await outcome)
-                )
-                finished = True
-            finally:
+                if outcome is None or isinstance(outcome, Exception):
+                    exc = outcome
+                else:
+                    exc = await outcome
+                    countdown = 0  # it suspended: the slice may be gone
+            except BaseException as error:
                 stats.running -= 1
-                if not finished:  # cancelled: the drain deadline passed
-                    self._finish()
-                    bus.job_dropped(job.listener, job.event, "running", job.attempt)
+                exc = self._escaped(job, error)
+                if exc is None:
+                    raise  # a real cancellation: the drain deadline passed
+                if exc is _STOPPED:
+                    continue
+            else:
+                stats.running -= 1
             if exc is None:
                 stats.succeeded += 1
                 self._unfinished -= 1  # _finish() inlined for the common case
@@ -319,11 +493,69 @@ class AsyncFarm(Driver):
                     for waiter in joiners:
                         waiter.set()
             else:
-                await self._failed_attempt(job, exc)
-            batch += 1
-            if batch >= _FAIRNESS_BATCH:
-                batch = 0
-                await anyio.lowlevel.checkpoint()
+                countdown = 0
+                try:
+                    await self._failed_attempt(job, exc)
+                except BaseException as error:
+                    self._hook_escaped(job, error)
+
+    async def _next_slice(self) -> None:
+        """The farm's time slice is spent: yield; the first worker back opens the next one."""
+        clock = time.perf_counter
+        while True:
+            gen = self._slice_gen
+            await anyio.lowlevel.checkpoint()
+            if self._slice_gen == gen:
+                self._slice_gen = gen + 1
+                self._slice_end = clock() + _SLICE
+                return
+            if clock() < self._slice_end:  # another worker opened one with time left
+                return
+
+    def _escaped(self, job: Job, error: BaseException) -> BaseException | None:
+        """A BaseException escaped a job (``run_attempt`` returns what is a failure).
+
+        Returns None for a real cancellation (the job is reported as dropped and the caller
+        re-raises), ``_STOPPED`` for KeyboardInterrupt/SystemExit (the job is reported and the
+        farm stops), or the failure to handle: the listener cancelled its own task.
+        """
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            self._finish()
+            where = f"listener {job.listener.name} handling {job.event.event_name!r}"
+            self._stop(job, error, where)
+            self.bus.job_dropped(
+                job.listener,
+                job.event,
+                "running",
+                job.attempt,
+                reason=f"it raised {type(error).__name__}, which stops the farm",
+            )
+            return _STOPPED
+        if anyio.current_effective_deadline() == -math.inf:
+            self._finish()
+            self.bus.job_dropped(
+                job.listener, job.event, "running", job.attempt, reason=self._drop_reason
+            )
+            return None
+        # Nothing cancelled the farm: the listener cancelled the worker's task itself.
+        clear_self_cancel()
+        return ListenerBaseException(error)
+
+    def _hook_escaped(self, job: Job, error: BaseException) -> None:
+        """A BaseException from ``failed()`` or ``on_failure``: never the end of a worker."""
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            self._stop(job, error, f"a failure hook of {job.listener.name}")
+            return
+        if anyio.current_effective_deadline() == -math.inf:
+            raise error
+        clear_self_cancel()
+        logger.error(
+            "a failure hook of %s raised %r while handling the failure of %s; ignored",
+            job.listener.name,
+            error,
+            job.event.event_name,
+            extra=job_record(job.event, job.listener, job.attempt),
+        )
 
     async def _failed_attempt(self, job: Job, exc: BaseException) -> None:
         policy = job.listener.policy
@@ -353,7 +585,13 @@ class AsyncFarm(Driver):
             if not requeued:  # cancelled by the drain deadline while waiting
                 self.bus.stats.queued -= 1
                 self._finish()
-                self.bus.job_dropped(job.listener, job.event, "waiting to retry", job.attempt)
+                self.bus.job_dropped(
+                    job.listener,
+                    job.event,
+                    "waiting to retry",
+                    job.attempt,
+                    reason=self._drop_reason,
+                )
 
     def _requeue(self, job: Job) -> None:
         # Retries were accepted already: they go past max_queue rather than wait for room,
