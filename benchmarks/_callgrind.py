@@ -11,8 +11,9 @@ outside valgrind and is not counted).
   awaited until the broker confirmed it (persistent, mandatory), then closes;
 - **whole consume**: one process consumes exactly the N messages the publish run left in the
   queue (prefetch 50), runs the listener, acks each after it, then stops;
-- **parts**: one process per part runs that piece of eventbus's per-job path 2 000 times in a
-  loop (after one warm-up call of every part), minus a process that runs none: the uuid ids,
+- **parts**: one process runs each piece of eventbus's per-job path 500 times in a loop
+  (after one warm-up call of every part), each loop after an ``os.getppid()`` where
+  callgrind dumps its counters (``--dump-before=os_getppid``), minus the empty loop: the ids,
   the event's JSON and its round-trip check, the envelope, ``aio_pika.Message``, decoding
   the head and the event; and the raw loop's own encode, ``Message`` and decode.
 
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: FastStream is left out here: its import and shutdown alone take minutes under callgrind
 #: on this machine; its rows are in --throughput and --latency.
 KINDS = ("raw", "eventbus")
-PART_LOOPS = 2000
+PART_LOOPS = 500
 LISTENER = "benchmarks.rabbitmq.on_tick"
 
 # -- parts: name -> (what it is, side, factory of the loop body) ---------------------------------
@@ -154,14 +155,18 @@ def _encode_factory(encode: Callable[[], bytes]) -> Callable[[], Callable[[], ob
     return lambda: encode
 
 
-def part_child(name: str, loops: int) -> None:
+def part_child(loops: int) -> None:
+    """Every part ``loops`` times, each after a call of ``os.getppid``: callgrind dumps its
+    counters there (``--dump-before=os_getppid``), so each part is one dump of one process."""
     parts = _parts()
     bodies = {key: factory() for key, (_, factory) in parts.items()}
-    for warm in bodies.values():  # every process warms every part: one baseline fits all
+    for warm in bodies.values():  # warm every part first: lazy set-up is not per-job cost
         warm()
-    body = bodies[name]
-    for _ in range(loops):
-        body()
+    for body in bodies.values():
+        os.getppid()
+        for _ in range(loops):
+            body()
+    os.getppid()  # what follows (shutdown) is the last dump, not a part's
 
 
 # -- whole publish / consume ---------------------------------------------------------------
@@ -248,7 +253,50 @@ def _log(message: str) -> None:
     log(message)
 
 
-def run(base: int, measured: int, *, parts: bool = True, jobs: int = 2) -> dict[str, Any]:
+def _parts_ir(work: Path, loops: int = PART_LOOPS) -> dict[str, Any]:
+    """Instructions per call of each part, from one process's dumps, minus the empty body."""
+    out = work / "parts.out"
+    proc = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-before=os_getppid",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "benchmarks._callgrind",
+            "parts",
+            str(loops),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"callgrind parts failed:\n{proc.stderr[-3000:]}")
+    described = {k: v[0] for k, v in _parts().items()}
+    # dump 1 is start-up; dumps 2.. are the parts in order; the final file is shutdown
+    irs = {}
+    for i, name in enumerate(described, start=2):
+        text = Path(f"{out}.{i}").read_text()
+        match = re.search(r"^summary:\s+(\d+)", text, re.M)
+        if match is None:
+            raise RuntimeError(f"no summary in {out}.{i}")
+        irs[name] = int(match.group(1))
+    empty = irs.pop("none")
+    parts = {k: {"what": described[k], "ir": (v - empty) / loops} for k, v in irs.items()}
+    parts["roundtrip"] = {
+        "what": "eventbus: the round-trip check alone (event_json - dump)",
+        "ir": parts["event_json"]["ir"] - parts["dump"]["ir"],
+    }
+    return parts
+
+
+def run(
+    base: int, measured: int, *, parts: bool = True, whole: bool = True, jobs: int = 2
+) -> dict[str, Any]:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     work = Path(tempfile.mkdtemp(prefix="eventbus-cg-"))
@@ -258,56 +306,40 @@ def run(base: int, measured: int, *, parts: bool = True, jobs: int = 2) -> dict[
             (kind, n): pool.submit(_whole_chain, kind, n, work)
             for kind in KINDS
             for n in (base, measured)
+            if whole
         }
-        described = {}
-        part_runs: dict[str, concurrent.futures.Future[int]] = {}
-        if parts:
-            env = dict(os.environ, PYTHONHASHSEED="0")
-            described = {k: v[0] for k, v in _parts().items()}
-            for name in described:
-                loops = 0 if name == "none" else PART_LOOPS
-                part_runs[name] = pool.submit(_callgrind, ["part", name, str(loops)], work, env)
-        for kind in KINDS:
+        part_run = pool.submit(_parts_ir, work) if parts else None
+        for kind in KINDS if whole else ():
             (p0, c0), (p1, c1) = chains[kind, base].result(), chains[kind, measured].result()
             out["whole"][kind] = {
                 "publish": (p1 - p0) / (measured - base),
                 "consume": (c1 - c0) / (measured - base),
             }
             _log(f"callgrind {kind}: {out['whole'][kind]}")
-        if parts:
-            zero = part_runs["none"].result()
-            for name, future in part_runs.items():
-                if name != "none":
-                    out["parts"][name] = {
-                        "what": described[name],
-                        "ir": (future.result() - zero) / PART_LOOPS,
-                    }
+        if part_run is not None:
+            out["parts"] = part_run.result()
     shutil.rmtree(work, ignore_errors=True)
-    if parts:
-        p = out["parts"]
-        p["roundtrip"] = {
-            "what": "eventbus: the round-trip check alone (event_json - dump)",
-            "ir": p["event_json"]["ir"] - p["dump"]["ir"],
-        }
     return out
 
 
 def table(res: dict[str, Any]) -> str:
     whole = res["whole"]
-    raw = whole["raw"]
-    lines = [
-        f"Instructions per job (callgrind, ({res['jobs'][1]} - {res['jobs'][0]} jobs) / "
-        f"{res['jobs'][1] - res['jobs'][0]}):",
-        "",
-        "| row | whole publish | x raw | whole consume | x raw |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for kind in KINDS:
-        w = whole[kind]
-        lines.append(
-            f"| {kind} | {w['publish'] / 1e3:,.0f} k | {w['publish'] / raw['publish']:.2f}x "
-            f"| {w['consume'] / 1e3:,.0f} k | {w['consume'] / raw['consume']:.2f}x |"
-        )
+    lines = []
+    if whole:
+        raw = whole["raw"]
+        lines += [
+            f"Instructions per job (callgrind, ({res['jobs'][1]} - {res['jobs'][0]} jobs) / "
+            f"{res['jobs'][1] - res['jobs'][0]}):",
+            "",
+            "| row | whole publish | x raw | whole consume | x raw |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for kind in KINDS:
+            w = whole[kind]
+            lines.append(
+                f"| {kind} | {w['publish'] / 1e3:,.0f} k | {w['publish'] / raw['publish']:.2f}x "
+                f"| {w['consume'] / 1e3:,.0f} k | {w['consume'] / raw['consume']:.2f}x |"
+            )
     if res["parts"]:
         lines += ["", "| part | instructions per call |", "|---|---:|"]
         for _, part in res["parts"].items():
@@ -316,8 +348,8 @@ def table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "part":
-        part_child(argv[1], int(argv[2]))
+    if argv[0] == "parts":
+        part_child(int(argv[1]))
     elif argv[0] == "whole":
         asyncio.run(whole_child(argv[1], argv[2], argv[3], int(argv[4])))
     else:

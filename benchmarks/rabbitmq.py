@@ -440,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.002, help="latency: seconds between")
     parser.add_argument("--jobs", default="100,600", help="callgrind: baseline,measured jobs")
     parser.add_argument("--no-parts", action="store_true", help="callgrind: skip the breakdown")
+    parser.add_argument("--parts-only", action="store_true", help="callgrind: only the breakdown")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--serve", nargs=2, metavar=("KIND", "QUEUE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -455,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import _callgrind
 
         base, measured = (int(j) for j in args.jobs.split(","))
-        out["callgrind"] = _callgrind.run(base, measured, parts=not args.no_parts)
+        out["callgrind"] = _callgrind.run(
+            base, measured, parts=not args.no_parts, whole=not args.parts_only
+        )
         print(_callgrind.table(out["callgrind"]), flush=True)
     if args.throughput:
         counts = [int(c) for c in args.workers.split(",")]
