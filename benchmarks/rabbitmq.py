@@ -1,4 +1,4 @@
-"""RabbitMQ end to end: ``python -m benchmarks.rabbitmq [--throughput] [--latency] [--callgrind]``.
+"""RabbitMQ: ``python -m benchmarks.rabbitmq [--throughput|--latency|--callgrind|--all]``.
 
 Three rows, same broker, same run, same guarantees (persistent messages, publisher confirms,
 ``mandatory``, a quorum queue, prefetch 50, ack after the listener ran):
