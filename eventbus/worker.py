@@ -25,6 +25,7 @@ import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
 from . import context as _context
+from ._checks import check_count, check_seconds
 from ._event import Event
 from ._listener import _drive, qualified_name, run_attempt
 from ._log import NO_JOB, job_record, logger, record
@@ -114,10 +115,9 @@ class Worker:
                 f"{bus!r} uses the {bus.driver.name!r} driver; a worker consumes RabbitMQ, "
                 "create the bus with driver='rabbitmq' (or QUEUE_DRIVER=rabbitmq)"
             )
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if grace < 0:
-            raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+        check_count(concurrency, "Worker: concurrency")
+        grace = check_seconds(grace, "Worker: grace", zero_ok=True)
+        stats_interval = check_seconds(stats_interval, "Worker: stats_interval")
         self.bus = bus
         self.driver: RabbitMQDriver = bus.driver
         self.concurrency = concurrency

@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import Any
 
+from .._checks import parse_count, parse_seconds
 from ._common import add_broker_options, add_provider_option
 
 __all__ = ["register"]
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_provider_option(parser)
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=parse_count(),
         default=10,
         metavar="N",
         help="jobs run at once, and the prefetch count (default 10)",
@@ -42,14 +43,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_broker_options(parser)
     parser.add_argument(
         "--grace",
-        type=float,
+        type=parse_seconds(),
         default=30.0,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long running jobs may finish (default 30)",
     )
     parser.add_argument(
         "--stats-interval",
-        type=float,
+        type=parse_seconds(zero_ok=False),
         default=10.0,
         metavar="SECONDS",
         help="seconds between throughput log lines (default 10)",
@@ -64,13 +65,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--verbose", dest="job_lines", action="store_true", help="log one line per job"
     )
     parser.set_defaults(handler=_run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:
