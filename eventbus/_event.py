@@ -199,9 +199,22 @@ def _mutable_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _freezer(owner: str) -> Any:
-    def freeze_field(value: Any) -> Any:
-        return freeze(value, owner)
+def _freezer(owner: str, annotation: Any) -> Any:
+    # `list[str]`, `dict[str, int]`, `set[T]`: members cannot hold containers, so freezing
+    # the value itself is enough (the common case; no walk over the members).
+    origin = typing.get_origin(annotation)
+    shallow: Any = {list: FrozenList, dict: FrozenDict, set: FrozenSet}.get(origin)
+    if shallow is not None and not any(
+        _may_hold_containers(arg) for arg in typing.get_args(annotation)
+    ):
+
+        def freeze_field(value: Any) -> Any:
+            return shallow(value, owner) if type(value) is origin else freeze(value, owner)
+
+    else:
+
+        def freeze_field(value: Any) -> Any:
+            return freeze(value, owner)
 
     freeze_field._eventbus_freezer = True  # type: ignore[attr-defined]
     return freeze_field
@@ -229,7 +242,9 @@ def _freeze_fields(cls: type[Event]) -> None:
         if not any(
             getattr(getattr(m, "func", None), "_eventbus_freezer", False) for m in field.metadata
         ):
-            field.metadata.append(AfterValidator(_freezer(f"{cls.__qualname__}.{name}")))
+            field.metadata.append(
+                AfterValidator(_freezer(f"{cls.__qualname__}.{name}", field.annotation))
+            )
             field.validate_default = True  # a default list is frozen too
             rebuild = True
     cls.__eventbus_frozen__ = frozenset(frozen)
