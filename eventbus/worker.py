@@ -115,9 +115,14 @@ class Worker:
                 f"{bus!r} uses the {bus.driver.name!r} driver; a worker consumes RabbitMQ, "
                 "create the bus with driver='rabbitmq' (or QUEUE_DRIVER=rabbitmq)"
             )
+        # Finite and in range, before anything else (NaN slips past `grace < 0`).
         check_count(concurrency, "Worker: concurrency")
-        grace = check_seconds(grace, "Worker: grace", zero_ok=True)
-        stats_interval = check_seconds(stats_interval, "Worker: stats_interval")
+        check_seconds(grace, "Worker: grace", zero_ok=True)
+        check_seconds(stats_interval, "Worker: stats_interval")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if grace < 0:
+            raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
         self.bus = bus
         self.driver: RabbitMQDriver = bus.driver
         self.concurrency = concurrency

@@ -184,7 +184,7 @@ def test_bad_worker_settings_are_refused(kwargs: dict[str, Any], message: str) -
         (["--grace", "-1"], "argument --grace: must be a finite number >= 0"),
         (["--stats-interval", "nan"], "argument --stats-interval: must be a finite"),
         (["--stats-interval", "0"], "argument --stats-interval: must be a finite"),
-        (["--concurrency", "nan"], "argument --concurrency: expected an integer"),
+        (["--concurrency", "nan"], "argument --concurrency: invalid"),
     ],
 )
 def test_non_finite_work_options_are_usage_errors(

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from .._checks import parse_count, parse_seconds
+from .._checks import parse_seconds
 from ._common import add_broker_options, add_provider_option
 
 __all__ = ["register"]
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_provider_option(parser)
     parser.add_argument(
         "--concurrency",
-        type=parse_count(),
+        type=_positive_int,
         default=10,
         metavar="N",
         help="jobs run at once, and the prefetch count (default 10)",
@@ -65,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--verbose", dest="job_lines", action="store_true", help="log one line per job"
     )
     parser.set_defaults(handler=_run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
