@@ -25,7 +25,6 @@ import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
 from . import context as _context
-from ._checks import check_count, check_seconds
 from ._event import Event
 from ._listener import _drive, qualified_name, run_attempt
 from ._log import NO_JOB, job_record, logger, record
@@ -116,6 +115,8 @@ class Worker:
                 "create the bus with driver='rabbitmq' (or QUEUE_DRIVER=rabbitmq)"
             )
         # Finite and in range, before anything else (NaN slips past `grace < 0`).
+        from ._checks import check_count, check_seconds
+
         check_count(concurrency, "Worker: concurrency")
         check_seconds(grace, "Worker: grace", zero_ok=True)
         check_seconds(stats_interval, "Worker: stats_interval")
