@@ -11,6 +11,7 @@ from contextvars import Context, ContextVar, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from ._checks import check_count, check_limit
 from ._event import Event
 from ._listener import (
     EventListener,
@@ -99,6 +100,10 @@ def _make_driver(
     on_full: Literal["wait", "raise"],
     drain_timeout: float | None,
 ) -> Driver:
+    # Checked whichever driver is used, so a bad value never waits for a driver switch.
+    check_count(max_concurrency, "EventBus: max_concurrency")
+    check_count(max_queue, "EventBus: max_queue")
+    check_limit(drain_timeout, "EventBus: drain_timeout", zero_ok=True)
     if isinstance(driver, Driver):
         return driver
     name = driver if driver is not None else os.environ.get("QUEUE_DRIVER", "async_farm")
@@ -168,6 +173,10 @@ class EventBus:
             on_full=on_full,
             drain_timeout=drain_timeout,
         )
+        if on_failure is not None and not callable(on_failure):
+            raise TypeError(
+                f"on_failure must be a callable (event, listener, exc), got {on_failure!r}"
+            )
         self.driver.bind(self)
         self.on_failure = on_failure
         #: Seconds ``failed()`` and ``on_failure`` may take for a listener without a timeout.

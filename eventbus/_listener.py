@@ -27,6 +27,7 @@ import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 
+from ._checks import check_count, check_limit
 from ._event import Event
 from ._log import logger, record
 
@@ -105,8 +106,7 @@ class Policy:
         *,
         owner: str = "listener",
     ) -> None:
-        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
-            raise RegistrationError(f"{owner}: tries must be an int >= 1, got {tries!r}")
+        check_count(tries, f"{owner}: tries", error=RegistrationError)
         if isinstance(backoff, int | float) and not isinstance(backoff, bool):
             delays: tuple[float, ...] = (float(backoff),)
         elif isinstance(backoff, Sequence) and not isinstance(backoff, str) and backoff:
@@ -116,17 +116,21 @@ class Policy:
                 f"{owner}: backoff must be seconds or a non-empty sequence of seconds, "
                 f"got {backoff!r}"
             )
-        if any(isinstance(d, bool) or not isinstance(d, int | float) or d < 0 for d in delays):
-            raise RegistrationError(f"{owner}: backoff delays must be >= 0, got {backoff!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise RegistrationError(
-                f"{owner}: timeout must be > 0 seconds or None, got {timeout!r}"
-            )
+        for delay in delays:
+            # NaN would mean "retry now" (or crash the first timer), inf "never": refuse both.
+            if isinstance(delay, bool) or not isinstance(delay, int | float):
+                raise RegistrationError(
+                    f"{owner}: backoff delays must be >= 0 seconds (numbers), got {backoff!r}"
+                )
+            if not math.isfinite(delay) or delay < 0:
+                raise RegistrationError(
+                    f"{owner}: backoff delays must be >= 0 seconds and finite, got {backoff!r}; "
+                    "set a real delay (e.g. backoff=[1, 5, 30])"
+                )
+        timeout = check_limit(timeout, f"{owner}: timeout", error=RegistrationError)
         self.tries = tries
-        self.backoff = delays
-        self.timeout = None if timeout is None else float(timeout)
+        self.backoff: tuple[float, ...] = delays
+        self.timeout = timeout
 
     @classmethod
     def of(
@@ -192,6 +196,7 @@ class Listener:
         self.name = qualified_name(target)
         if isinstance(target, type):
             handle = _class_handle(target)
+            _check_takes_event(handle, f"{self.name}.handle", method=True)
             _check_no_init_args(target)
             self.policy = policy or Policy.of(target)
             self.is_async = inspect.iscoroutinefunction(handle)
@@ -203,6 +208,9 @@ class Listener:
             failed = getattr(target, "failed", None)
             self._failed = failed if callable(failed) else None
         elif inspect.isfunction(target) or inspect.ismethod(target) or _is_callable_object(target):
+            _check_takes_event(
+                target if inspect.isroutine(target) else target.__call__, self.name, method=False
+            )
             self.policy = policy or Policy.of(target)
             self.is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
                 getattr(target, "__call__", None)  # noqa: B004 - async __call__ objects
@@ -258,6 +266,48 @@ def _class_handle(cls: type) -> Callable[..., Any]:
             f"{qualified_name(cls)}.handle must be a plain method `def handle(self, event)`"
         )
     return handle  # type: ignore[no-any-return]
+
+
+_POSITIONAL = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.VAR_POSITIONAL,
+)
+
+
+def _check_takes_event(fn: Any, name: str, *, method: bool) -> None:
+    """Refuse what would fail (or silently do nothing) on every job: check it once, here."""
+    example = (
+        "async def handle(self, event: SomeEvent)"
+        if method
+        else ("async def on_some_event(event: SomeEvent)")
+    )
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        raise RegistrationError(
+            f"{name} is {kind} function (it contains `yield`), so calling it would only "
+            f"create a generator and never run its body; write `{example}` without `yield`"
+        )
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and C callables have none: let them be
+        return
+    probe = (None, None) if method else (None,)
+    try:
+        sig.bind(*probe)
+    except TypeError:
+        positional = [p for p in sig.parameters.values() if p.kind in _POSITIONAL]
+        if len(positional) <= len(probe) - 1:
+            raise RegistrationError(
+                f"{name}: the handler takes no event parameter, so it cannot be called with "
+                "the event; "
+                f"give it one: `{example}`"
+            ) from None
+        raise RegistrationError(
+            f"{name}{sig} cannot be called with one event: the listener is called as "
+            f"{'handle(event)' if method else 'listener(event)'}; give the other "
+            "parameters defaults or remove them"
+        ) from None
 
 
 def _check_no_init_args(cls: type) -> None:

@@ -178,6 +178,12 @@ class Worker:
                 f"{bus!r} uses the {bus.driver.name!r} driver; a worker consumes RabbitMQ, "
                 "create the bus with driver='rabbitmq' (or QUEUE_DRIVER=rabbitmq)"
             )
+        # Finite and in range, before anything else (NaN slips past `grace < 0`).
+        from ._checks import check_count, check_seconds
+
+        check_count(concurrency, "Worker: concurrency")
+        check_seconds(grace, "Worker: grace", zero_ok=True)
+        check_seconds(stats_interval, "Worker: stats_interval")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if grace < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import math
 import sys
 import time
 from collections import Counter
@@ -82,8 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("events", "clients", "concurrency"):
         if getattr(args, name) < 1:
             return _usage(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if args.latency < 0:
-        return _usage(f"--latency must be >= 0 ms, got {args.latency}")
+    if not math.isfinite(args.latency) or args.latency < 0:  # nan < 0 is false
+        return _usage(f"--latency must be >= 0 ms and finite, got {args.latency}")
     if args.backend == "trio" and importlib.util.find_spec("trio") is None:
         return _usage("--backend trio needs trio installed: pip install trio")
     logger = logging.getLogger("eventbus")

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .._checks import parse_seconds
 from ._common import add_broker_options, add_provider_option
 
 __all__ = ["register"]
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_broker_options(parser)
     parser.add_argument(
         "--grace",
-        type=float,
+        type=parse_seconds(),
         default=30.0,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long running jobs may finish (default 30)",
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--stats-interval",
-        type=float,
+        type=parse_seconds(zero_ok=False),
         default=10.0,
         metavar="SECONDS",
         help="seconds between throughput log lines (default 10)",

@@ -24,6 +24,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._checks import check_count, check_limit
 from .._errors import FarmNotRunning, QueueFull
 from .._listener import (
     ListenerBaseException,
@@ -86,22 +87,11 @@ class AsyncFarm(Driver):
         on_full: Literal["wait", "raise"] = "wait",
         drain_timeout: float | None = 30.0,
     ) -> None:
-        if (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or (max_concurrency < 1)
-        ):
-            raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
-        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
-            raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
+        check_count(max_concurrency, "AsyncFarm: max_concurrency")
+        check_count(max_queue, "AsyncFarm: max_queue")
         if on_full not in ("wait", "raise"):
             raise ValueError(f"on_full must be 'wait' or 'raise', got {on_full!r}")
-        if drain_timeout is not None and (
-            isinstance(drain_timeout, bool)
-            or not isinstance(drain_timeout, int | float)
-            or drain_timeout < 0
-        ):
-            raise ValueError(f"drain_timeout must be >= 0 seconds or None, got {drain_timeout!r}")
+        drain_timeout = check_limit(drain_timeout, "AsyncFarm: drain_timeout", zero_ok=True)
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.on_full = on_full

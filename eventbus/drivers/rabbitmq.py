@@ -38,6 +38,7 @@ from aio_pika.abc import AbstractConnection, AbstractRobustChannel, AbstractRobu
 from yarl import URL
 
 from .. import context as _context
+from .._checks import check_count, check_seconds
 from .._errors import EventBusError, FarmNotRunning
 from .._event import Event
 from .._listener import RegistrationError, qualified_name
@@ -236,12 +237,11 @@ class RabbitMQDriver(Driver):
         delivery_limit: int = 20,
     ) -> None:
         require_asyncio("EventBus(driver='rabbitmq')")
-        if max_message_size < 1:
-            raise ValueError(f"max_message_size must be >= 1 byte, got {max_message_size!r}")
-        if publish_timeout <= 0:
-            raise ValueError(f"publish_timeout must be > 0 seconds, got {publish_timeout!r}")
-        if delivery_limit < 1:
-            raise ValueError(f"delivery_limit must be >= 1, got {delivery_limit!r}")
+        check_count(max_message_size, "RabbitMQDriver: max_message_size (bytes)")
+        publish_timeout = check_seconds(publish_timeout, "RabbitMQDriver: publish_timeout")
+        connect_timeout = check_seconds(connect_timeout, "RabbitMQDriver: connect_timeout")
+        reconnect_interval = check_seconds(reconnect_interval, "RabbitMQDriver: reconnect_interval")
+        check_count(delivery_limit, "RabbitMQDriver: delivery_limit")
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
         self.topology = Topology(
             queue or os.environ.get(QUEUE_ENV) or DEFAULT_QUEUE, delivery_limit
