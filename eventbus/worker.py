@@ -38,10 +38,17 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from . import _event, _isolation
 from . import context as _context
+from ._checks import check_count, check_limit, check_seconds
 from ._errors import EventBusError
 from ._event import Event
 from ._isolation import CRASHES_HEADER
-from ._listener import _drive, qualified_name, reserve_threads, run_attempt
+from ._listener import (
+    ListenerBaseException,
+    _drive,
+    qualified_name,
+    reserve_threads,
+    run_attempt,
+)
 from ._log import NO_JOB, job_record, logger, record
 from .drivers import _wire
 from .drivers.rabbitmq import BrokerError, RabbitMQDriver
@@ -159,7 +166,7 @@ class Worker:
     A redelivered job runs alone (:mod:`eventbus._isolation`); one whose worker process
     died ``crash_limit`` times while running it alone is dead-lettered, reason
     ``"crashed its worker N times"``, after ``failed()`` is called with
-    :class:`WorkerCrashed`.
+    :class:`JobKilledWorker`.
     """
 
     def __init__(
@@ -179,20 +186,11 @@ class Worker:
                 "create the bus with driver='rabbitmq' (or QUEUE_DRIVER=rabbitmq)"
             )
         # Finite and in range, before anything else (NaN slips past `grace < 0`).
-        from ._checks import check_count, check_seconds
-
         check_count(concurrency, "Worker: concurrency")
         check_seconds(grace, "Worker: grace", zero_ok=True)
         check_seconds(stats_interval, "Worker: stats_interval")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if grace < 0:
-            raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
-        if isinstance(crash_limit, bool) or not isinstance(crash_limit, int) or crash_limit < 1:
-            raise ValueError(
-                f"crash_limit must be an int >= 1 (proven crashes before a job is "
-                f"dead-lettered), got {crash_limit!r}"
-            )
+        check_count(crash_limit, "Worker: crash_limit")
+        check_limit(give_up_after, "Worker: give_up_after")
         self.bus = bus
         self.driver: RabbitMQDriver = bus.driver
         self.concurrency = concurrency
@@ -759,11 +757,11 @@ class Worker:
         except asyncio.CancelledError as exc:
             if self._cancelling:
                 raise
-            result = exc
+            result = ListenerBaseException(exc)  # as the farm reports it
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
-            result = exc
+            result = ListenerBaseException(exc)
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             await self._rescind(task)  # the listener cancelled its own task
@@ -947,9 +945,11 @@ class Worker:
                 "%s.failed() or on_failure raised %r", listener.name, hook_error, extra=extra
             )
         self.report.failed += 1
+        # The header names what the listener raised, not eventbus's wrapper around it.
+        shown = error.original if isinstance(error, ListenerBaseException) else error
         headers: dict[str, Any] = {
-            ERROR_TYPE_HEADER: qualified_name(type(error)),
-            ERROR_HEADER: str(error)[:_MAX_REASON],
+            ERROR_TYPE_HEADER: qualified_name(type(shown)),
+            ERROR_HEADER: str(shown)[:_MAX_REASON],
             ATTEMPTS_HEADER: attempt,
         }
         await self._dead_letter(message, reason, headers, envelope.job_id, extra)

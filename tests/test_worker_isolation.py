@@ -143,6 +143,14 @@ def test_crash_limit_is_validated() -> None:
     assert Worker(bus, crash_limit=1).crash_limit == 1
 
 
+def test_give_up_after_is_validated() -> None:
+    bus = EventBus(b3_events, driver=RabbitMQDriver(URL_, queue="unused"))
+    for bad in (float("nan"), float("inf"), -1, 0, "300"):
+        with pytest.raises(ValueError, match="give_up_after"):
+            Worker(bus, give_up_after=bad)  # type: ignore[arg-type]
+    assert Worker(bus, give_up_after=None).give_up_after is None
+
+
 async def test_sigterm_during_a_run_alone_is_not_a_strike(queue: str, tmp_path: Path) -> None:
     """A deploy that interrupts a slow suspect twice must not dead-letter it (crash_limit 2)."""
     results_dir = tmp_path / "results"
