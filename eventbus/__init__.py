@@ -1,25 +1,40 @@
 """eventbus: say what happened, let side effects happen elsewhere.
 
-The module-level functions work on a process-wide default bus (:func:`get_bus`).
+The module-level functions work on a process-wide default bus (:func:`get_bus`). This
+module only re-exports; each concept lives in its own private module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, overload
-
 from . import context
-from ._bus import EventBus, Stats
+from ._api import dispatch, dispatch_now, get_bus, listen, set_bus
+from ._bus import EventBus
 from ._discover import DiscoveredListener, Discovery, SkippedListener, discover
-from ._errors import EventBusError, FarmNotRunning, QueueFull, RegistrationError
+from ._errors import (
+    BrokerError,
+    EventBusError,
+    EventNotSerializable,
+    EventTooLarge,
+    FarmNotRunning,
+    JobKilledWorker,
+    ListenerBaseException,
+    ProviderNotFound,
+    QueueFull,
+    RegistrationError,
+    ThreadTimeout,
+    WorkerCrashed,
+)
 from ._event import Event
-from ._listener import EventListener, Listener, ListenerBaseException, Policy
-from ._provider import ProviderNotFound, load_provider
+from ._listener import EventListener, Listener
+from ._policy import Policy
+from ._provider import load_provider
+from ._stats import Stats
 from ._table import Route
 from .context import define_key
 from .drivers.base import Driver
 
 __all__ = [
+    "BrokerError",
     "DiscoveredListener",
     "Discovery",
     "Driver",
@@ -27,7 +42,10 @@ __all__ = [
     "EventBus",
     "EventBusError",
     "EventListener",
+    "EventNotSerializable",
+    "EventTooLarge",
     "FarmNotRunning",
+    "JobKilledWorker",
     "Listener",
     "ListenerBaseException",
     "Policy",
@@ -37,6 +55,8 @@ __all__ = [
     "Route",
     "SkippedListener",
     "Stats",
+    "ThreadTimeout",
+    "WorkerCrashed",
     "context",
     "define_key",
     "discover",
@@ -49,56 +69,3 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
-
-T = TypeVar("T")
-
-_default_bus: EventBus | None = None
-
-
-def get_bus() -> EventBus:
-    """The process-wide default bus, created on first use (driver from ``QUEUE_DRIVER``)."""
-    global _default_bus
-    if _default_bus is None:
-        _default_bus = EventBus(name="default")
-    return _default_bus
-
-
-def set_bus(bus: EventBus | None) -> EventBus | None:
-    """Make ``bus`` the default (``None``: a fresh one on next use). Returns the previous."""
-    global _default_bus
-    previous, _default_bus = _default_bus, bus
-    return previous
-
-
-async def dispatch(event: Event) -> None:
-    """Queue ``event``'s listeners on the default bus; see :meth:`EventBus.dispatch`."""
-    await get_bus().dispatch(event)
-
-
-async def dispatch_now(event: Event) -> None:
-    """Run ``event``'s listeners on the default bus now; see :meth:`EventBus.dispatch_now`."""
-    await get_bus().dispatch_now(event)
-
-
-# An Event class first: otherwise `@listen(NewChatEvent)` would match `(target: T) -> T`.
-@overload
-def listen(
-    event: type[Event],
-    /,
-    *events: type,
-    tries: int | None = None,
-    backoff: float | Sequence[float] | None = None,
-    timeout: float | None = None,
-) -> Callable[[T], T]: ...
-@overload
-def listen(target: T, /) -> T: ...
-@overload
-def listen(
-    *events: type,
-    tries: int | None = None,
-    backoff: float | Sequence[float] | None = None,
-    timeout: float | None = None,
-) -> Callable[[T], T]: ...
-def listen(*events: Any, **policy: Any) -> Any:
-    """``@eventbus.listen(...)`` on the default bus; see :meth:`EventBus.listen`."""
-    return get_bus().listen(*events, **policy)

@@ -7,25 +7,23 @@ import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from contextvars import Context, ContextVar, copy_context
+from contextvars import Context, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from ._attempt import start_attempt
 from ._checks import check_count, check_limit
+from ._defer import deferred as _deferred
+from ._defer import deferring
+from ._errors import RegistrationError, ThreadTimeout
 from ._event import Event
-from ._listener import (
-    EventListener,
-    Listener,
-    Policy,
-    RegistrationError,
-    ThreadRun,
-    ThreadTimeout,
-    call_hook,
-    qualified_name,
-    start_attempt,
-)
-from ._log import NO_JOB, job_record, logger, record
+from ._listener import EventListener, Listener
+from ._log import job_record, logger, record
+from ._names import qualified_name
+from ._policy import Policy
+from ._stats import Stats
 from ._table import DispatchTable, Route, check_event_key
+from ._threads import ThreadRun, call_hook
 from .drivers.base import Driver
 
 if TYPE_CHECKING:
@@ -39,57 +37,6 @@ T = TypeVar("T")
 FailureCallback = Callable[[Event, Listener, BaseException], Awaitable[None] | None]
 EventsMapping = Mapping[Any, Iterable[Any]]
 LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
-
-
-class Stats:
-    """Counters kept exactly by the bus; reading one is an attribute access.
-
-    ``dispatched`` counts events; ``queued`` and ``running`` are current gauges (jobs
-    waiting, jobs in a listener now); ``succeeded``, ``failed`` and ``dropped`` count jobs
-    (event x listener) in their final state; ``retried`` counts retries.
-    """
-
-    __slots__ = ("dispatched", "dropped", "failed", "queued", "retried", "running", "succeeded")
-
-    def __init__(self) -> None:
-        self.dispatched = 0
-        self.queued = 0
-        self.running = 0
-        self.succeeded = 0
-        self.failed = 0
-        self.retried = 0
-        self.dropped = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in _STATS_ORDER}
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
-        return f"Stats({inner})"
-
-
-_STATS_ORDER = ("dispatched", "queued", "running", "succeeded", "failed", "retried", "dropped")
-
-
-class _DeferBuffer:
-    __slots__ = ("bus", "items", "open", "parent")
-
-    def __init__(self, bus: EventBus, parent: _DeferBuffer | None) -> None:
-        self.bus = bus
-        self.parent = parent
-        self.items: list[tuple[Event, Context]] = []
-        self.open = True
-
-    def for_bus(self, bus: EventBus) -> _DeferBuffer | None:
-        buffer: _DeferBuffer | None = self
-        while buffer is not None:
-            if buffer.bus is bus and buffer.open:
-                return buffer
-            buffer = buffer.parent
-        return None
-
-
-_deferred: ContextVar[_DeferBuffer | None] = ContextVar("eventbus.deferred", default=None)
 
 
 def _make_driver(
@@ -382,42 +329,13 @@ class EventBus:
             self.stats.dispatched -= 1  # refused (or cancelled): dispatch raised, not counted
             raise
 
-    @asynccontextmanager
-    async def defer(self) -> AsyncIterator[None]:
+    def defer(self) -> AbstractAsyncContextManager[None]:
         """Hold every ``dispatch`` in this block (and tasks it starts); release on success.
 
         On an exception the held events are discarded — dispatch after the transaction or
         request succeeded. Blocks nest: an inner block releases into the outer one.
         """
-        parent = _deferred.get()
-        buffer = _DeferBuffer(self, parent)
-        token = _deferred.set(buffer)
-        try:
-            yield
-        except BaseException:
-            buffer.open = False
-            if buffer.items:
-                logger.info(
-                    "discarding %d deferred event(s) after an error: %s",
-                    len(buffer.items),
-                    ", ".join(event.event_name for event, _ in buffer.items),
-                    extra=NO_JOB,
-                )
-            raise
-        finally:
-            _deferred.reset(token)
-        buffer.open = False
-        outer = parent.for_bus(self) if parent is not None else None
-        if outer is not None:
-            outer.items.extend(buffer.items)
-            return
-        for index, (event, context) in enumerate(buffer.items):
-            try:
-                await self._send(event, self._table.lookup(type(event)), context)
-            except BaseException as exc:
-                rest = len(buffer.items) - index
-                exc.add_note(f"{rest} deferred event(s) from this one on were not dispatched")
-                raise
+        return deferring(self)
 
     def _no_listeners(self, event: Event) -> None:
         """Warn once per event type per bus: a dispatch nothing hears is usually a wiring bug

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ._listener import EventListener, RegistrationError, listener_event_types, qualified_name
+from ._annotations import listener_event_types
+from ._errors import RegistrationError
+from ._listener import EventListener
 from ._log import NO_JOB, logger, record
+from ._names import qualified_name
 from ._provider import import_existing
 
 if TYPE_CHECKING:
@@ -66,7 +69,7 @@ def discover(package: str, bus: EventBus | None = None) -> Discovery:
     errors raised while importing a module propagate unchanged.
     """
     if bus is None:
-        from . import get_bus
+        from ._api import get_bus
 
         bus = get_bus()
     result = Discovery(package)

@@ -14,7 +14,7 @@ beside anything else:
    the work queue by the alone queue's message TTL, carrying the higher count: a *strike*,
    proven, because that copy was the only job the process held;
 4. a message with ``crash_limit`` strikes is not run again: ``failed()`` is called with
-   :class:`eventbus.worker.JobKilledWorker` and it is dead-lettered with the reason.
+   :class:`eventbus.JobKilledWorker` and it is dead-lettered with the reason.
 
 A connection loss or a grace period that runs out during the alone run also returns the
 copy, so the default ``crash_limit`` is 2: one such accident never dead-letters a job.

@@ -7,7 +7,7 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ._listener import RegistrationError
+from ._errors import ProviderNotFound, RegistrationError
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -34,10 +34,6 @@ def provider_module(module: str | None = None) -> str:
     on which provider an app has.
     """
     return module or os.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
-
-
-class ProviderNotFound(RegistrationError, ModuleNotFoundError):
-    """The provider module itself does not exist (not: one of its imports is missing)."""
 
 
 def is_missing(module: str, exc: ModuleNotFoundError) -> bool:
@@ -69,7 +65,7 @@ def load_provider(module: str = DEFAULT_PROVIDER, bus: EventBus | None = None) -
     from ._bus import _check_lifespan
 
     if bus is None:
-        from . import get_bus
+        from ._api import get_bus
 
         bus = get_bus()
     imported = import_existing(

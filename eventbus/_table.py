@@ -7,17 +7,13 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
+from ._annotations import UnresolvedAnnotation, listener_event_types
+from ._errors import RegistrationError
 from ._event import Event
-from ._listener import (
-    EventListener,
-    Listener,
-    Policy,
-    RegistrationError,
-    UnresolvedAnnotation,
-    listener_event_types,
-    qualified_name,
-)
+from ._listener import EventListener, Listener
 from ._log import logger, record
+from ._names import qualified_name
+from ._policy import Policy
 
 __all__ = ["DispatchTable", "Route", "check_event_key"]
 

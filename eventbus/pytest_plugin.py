@@ -22,6 +22,7 @@ import pytest
 
 import eventbus
 
+from ._api import peek_bus
 from ._bus import EventBus, Stats, _make_driver
 from .drivers.base import Driver
 from .testing import EventFake
@@ -114,7 +115,7 @@ def event_bus(request: pytest.FixtureRequest) -> Iterator[EventBus]:
     the app's lifespan.
     """
     driver = _driver_for(request)
-    if eventbus._default_bus is None:
+    if peek_bus() is None:
         # Created here, not by get_bus(): that would read QUEUE_DRIVER. It stays the default
         # after the test, since code imported during the test may hold it.
         eventbus.set_bus(EventBus(name="default", driver="async_farm"))

@@ -31,7 +31,7 @@ def fake(
     only: Iterable[type] | type | None = None, exclude: Iterable[type] | type | None = None
 ) -> EventFake:
     """Fake the default bus (:func:`eventbus.get_bus`): ``with eventbus.testing.fake() as f:``."""
-    from . import get_bus
+    from ._api import get_bus
 
     return get_bus().fake(only=only, exclude=exclude)
 

@@ -38,18 +38,14 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from . import _event, _isolation
 from . import context as _context
+from ._attempt import _drive, run_attempt
 from ._checks import check_count, check_limit, check_seconds
-from ._errors import EventBusError
+from ._errors import JobKilledWorker, ListenerBaseException, WorkerCrashed
 from ._event import Event
 from ._isolation import CRASHES_HEADER
-from ._listener import (
-    ListenerBaseException,
-    _drive,
-    qualified_name,
-    reserve_threads,
-    run_attempt,
-)
 from ._log import NO_JOB, job_record, logger, record
+from ._names import qualified_name
+from ._threads import reserve_threads
 from .drivers import _wire
 from .drivers.rabbitmq import BrokerError, RabbitMQDriver
 
@@ -84,17 +80,6 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: Also what escapes an ack or publish whose connection was lost: aiormq cancels them.
 _CONNECTION_ERRORS = (*_BROKER_ERRORS, asyncio.CancelledError)
-
-
-class WorkerCrashed(EventBusError, RuntimeError):
-    """A job runner of a worker ended; the worker stopped so a supervisor can restart it."""
-
-
-class JobKilledWorker(EventBusError):
-    """A job's worker process died while running it alone, ``crash_limit`` times.
-
-    ``failed()`` and ``on_failure`` receive this; the message is then dead-lettered.
-    """
 
 
 class Job:

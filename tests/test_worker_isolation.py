@@ -124,7 +124,7 @@ async def test_crasher_is_dead_lettered_and_innocent_jobs_complete(
     assert dead_n == [crasher], f"dead-lettered: {dead_n}"
     headers = dict(dead[0].headers)
     assert headers[REASON_HEADER] == "crashed its worker 2 times"
-    assert headers[ERROR_TYPE_HEADER] == "eventbus.worker.JobKilledWorker"
+    assert headers[ERROR_TYPE_HEADER] == "eventbus.JobKilledWorker"
     assert headers[ATTEMPTS_HEADER] == 1
     # failed() ran once, in the job's context, with current_job() set (record() needs it).
     assert [(r.n, r.extra, r.user) for r in failed] == [(crasher, "JobKilledWorker", "user-7")]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
 
-from .._errors import EventBusError
+from .._errors import EventBusError, EventNotSerializable, EventTooLarge
 
 if TYPE_CHECKING:
     from .._event import Event
@@ -48,15 +48,7 @@ CONTENT_TYPE = "application/json"
 _JOB_NAMESPACE = uuid.UUID("6f1d1a8e-6a58-4d3e-9a4e-2f0c1f6a7b10")
 
 
-class EventNotSerializable(EventBusError, TypeError):
-    """An event (or a context value) cannot travel as JSON and come back equal."""
-
-
-class EventTooLarge(EventBusError, ValueError):
-    """An encoded job is larger than the driver's ``max_message_size``."""
-
-
-class PoisonMessage(Exception):
+class PoisonMessage(EventBusError):
     """A message a worker cannot run; ``reason`` goes into the dead-letter headers."""
 
     def __init__(self, reason: str) -> None:

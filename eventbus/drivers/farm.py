@@ -24,17 +24,12 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._attempt import clear_self_cancel, start_attempt
 from .._checks import check_count, check_limit
-from .._errors import FarmNotRunning, QueueFull
-from .._listener import (
-    ListenerBaseException,
-    RegistrationError,
-    clear_self_cancel,
-    qualified_name,
-    reserve_threads,
-    start_attempt,
-)
+from .._errors import FarmNotRunning, ListenerBaseException, QueueFull, RegistrationError
 from .._log import NO_JOB, job_record, logger
+from .._names import qualified_name
+from .._threads import reserve_threads
 from .base import Driver
 
 if TYPE_CHECKING:

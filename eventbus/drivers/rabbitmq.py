@@ -39,10 +39,10 @@ from yarl import URL
 
 from .. import context as _context
 from .._checks import check_count, check_seconds
-from .._errors import EventBusError, FarmNotRunning
+from .._errors import BrokerError, FarmNotRunning, RegistrationError
 from .._event import Event
-from .._listener import RegistrationError, qualified_name
 from .._log import NO_JOB, logger
+from .._names import qualified_name
 from . import _wire
 from .base import Driver
 
@@ -99,10 +99,6 @@ _TRANSIENT = (
     ConnectionError,
     OSError,
 )
-
-
-class BrokerError(EventBusError, ConnectionError):
-    """RabbitMQ could not take a job: unreachable, no confirm in time, unroutable, nacked."""
 
 
 def require_asyncio(what: str) -> None:

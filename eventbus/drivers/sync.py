@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._listener import run_attempt
+from .._attempt import run_attempt
 from .base import Driver
 
 if TYPE_CHECKING:
