@@ -11,7 +11,7 @@ from contextvars import Context, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._attempt import start_attempt
+from ._attempt import run_in_context, start_attempt
 from ._checks import check_count, check_limit
 from ._defer import deferred as _deferred
 from ._defer import deferring
@@ -356,6 +356,32 @@ class EventBus:
         )
 
     # -- what drivers report --------------------------------------------------------------
+
+    async def attempt_failed(
+        self,
+        listener: Listener,
+        event: Event,
+        exc: BaseException,
+        attempt: int,
+        ctx: Context | None = None,
+        *,
+        last: bool = False,
+    ) -> float | None:
+        """One attempt failed: the one home of the retry-or-fail decision, for every driver.
+
+        Returns the seconds to wait before attempt ``attempt + 1`` (the retry is logged and
+        counted), or ``None`` when this was the last attempt — or ``last`` says no retry is
+        possible — and the failure is then already reported: logged, ``stats.failed``,
+        ``failed()`` and ``on_failure``, the hooks run inside ``ctx`` when one is given (the
+        job's context: ``current_job()`` and the dispatcher's context keys).
+        """
+        if not last and attempt < listener.policy.tries:
+            delay = listener.policy.delay(attempt)
+            self.job_retrying(listener, event, exc, attempt, delay)
+            return delay
+        report = self.job_failed(listener, event, exc, attempt)
+        await (report if ctx is None else run_in_context(report, ctx))
+        return None
 
     def job_retrying(
         self, listener: Listener, event: Event, exc: BaseException, attempt: int, delay: float
