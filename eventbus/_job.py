@@ -1,7 +1,7 @@
 """``current_job()``: which job a listener is running, on every driver.
 
 Delivery across processes is at least once, so side effects dedupe on ``current_job().id``:
-stable for one event × listener across retries and redeliveries.
+stable for one event x listener across retries and redeliveries.
 """
 
 from __future__ import annotations
