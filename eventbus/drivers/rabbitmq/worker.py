@@ -12,7 +12,7 @@ message naming anything else, or that does not decode, goes straight to the dead
 queue with the reason in its headers.
 
 A redelivered message (its worker died, or lost its connection, holding it) never runs
-beside other jobs: see :mod:`eventbus._isolation` for how the job that kills its worker is
+beside other jobs: see :mod:`._isolation` for how the job that kills its worker is
 proven and dead-lettered while the innocent ones prefetched beside it complete.
 
 Nothing a message or a listener does ends a job runner: whatever escapes a job (a listener's
@@ -36,28 +36,41 @@ from typing import TYPE_CHECKING, Any
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
-from . import _event, _isolation
-from . import context as _context
-from ._checks import check_count, check_limit, check_seconds
-from ._errors import EventBusError
-from ._event import Event
-from ._isolation import CRASHES_HEADER
-from ._listener import (
+from ... import _event
+from ... import context as _context
+from ..._checks import check_count, check_limit, check_seconds
+from ..._errors import EventBusError
+from ..._event import Event
+from ..._listener import (
     ListenerBaseException,
     _drive,
     qualified_name,
     reserve_threads,
     run_attempt,
 )
-from ._log import NO_JOB, job_record, logger, record
-from .drivers import _wire
-from .drivers.rabbitmq import BrokerError, RabbitMQDriver
+from ..._log import NO_JOB, job_record, logger, record
+from .. import _wire
+from . import _isolation
+from ._isolation import CRASHES_HEADER
+from .driver import BrokerError, RabbitMQDriver
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
-    from ._listener import Listener
+    from ..._bus import EventBus
+    from ..._listener import Listener
 
-__all__ = ["Job", "JobKilledWorker", "Worker", "WorkerCrashed", "WorkerReport", "current_job"]
+__all__ = [
+    "ATTEMPTS_HEADER",
+    "CRASHES_HEADER",
+    "ERROR_HEADER",
+    "ERROR_TYPE_HEADER",
+    "REASON_HEADER",
+    "Job",
+    "JobKilledWorker",
+    "Worker",
+    "WorkerCrashed",
+    "WorkerReport",
+    "current_job",
+]
 
 
 #: Headers a dead-lettered message carries (besides ``x-death`` from the broker).
@@ -95,6 +108,11 @@ class JobKilledWorker(EventBusError):
 
     ``failed()`` and ``on_failure`` receive this; the message is then dead-lettered.
     """
+
+
+# Their 0.1 import path (eventbus.worker), which names them in logs and in the
+# x-eventbus-error-type header of dead letters.
+WorkerCrashed.__module__ = JobKilledWorker.__module__ = "eventbus.worker"
 
 
 class Job:
@@ -163,7 +181,7 @@ class Worker:
     jobs finish for up to ``grace`` seconds, cancels the rest and closes the channel so the
     broker requeues every unacked job.
 
-    A redelivered job runs alone (:mod:`eventbus._isolation`); one whose worker process
+    A redelivered job runs alone (:mod:`._isolation`); one whose worker process
     died ``crash_limit`` times while running it alone is dead-lettered, reason
     ``"crashed its worker N times"``, after ``failed()`` is called with
     :class:`JobKilledWorker`.
@@ -208,7 +226,7 @@ class Worker:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        # Isolation (eventbus._isolation): while a suspect waits for the jobs already
+        # Isolation (._isolation): while a suspect waits for the jobs already
         # running, or runs alone, nothing else is started or held.
         self._suspended = False
         self._quiet = asyncio.Event()  # set when at most one runner is busy
