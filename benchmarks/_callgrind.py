@@ -116,7 +116,7 @@ def _parts() -> dict[str, tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: Tick.model_validate_json(data)
 
     def job_context() -> Callable[[], object]:
-        from eventbus.worker import Job, _current_job
+        from eventbus.drivers.rabbitmq.worker import Job, _current_job
 
         envelope, _ = _wire.decode_head(body)
 
@@ -187,7 +187,7 @@ async def whole_child(role: str, kind: str, queue: str, n: int) -> None:
     if kind == "eventbus":
         from eventbus import EventBus
         from eventbus.drivers.rabbitmq import RabbitMQDriver
-        from eventbus.worker import Worker
+        from eventbus.drivers.rabbitmq.worker import Worker
 
         bus = EventBus(rmq.events, driver=RabbitMQDriver(rmq.URL, queue=queue, connect_timeout=120))
         await Worker(bus, concurrency=rmq.PREFETCH, stats_interval=3600).run(stop)

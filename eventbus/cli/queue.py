@@ -1,4 +1,9 @@
-"""``eventbus queue stats`` and ``eventbus queue replay-dead``: look at and mend the queue."""
+"""``eventbus queue stats`` and ``eventbus queue replay-dead``: look at and mend the queue.
+
+Only arguments and printing live here; the broker work is
+:mod:`eventbus.drivers.rabbitmq.admin`, imported when a command runs (``eventbus --help``
+needs no aio-pika).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,22 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 from ._common import add_broker_options
 
-if TYPE_CHECKING:
-    from aio_pika.abc import AbstractConnection
+__all__ = ["register"]
 
-__all__ = ["Replayed", "queue_stats", "register", "replay_dead"]
+#: Names this module held in 0.1, now in :mod:`eventbus.drivers.rabbitmq.admin`.
+_MOVED = frozenset({"Replayed", "queue_stats", "replay_dead"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from eventbus.drivers.rabbitmq import admin
+
+        return getattr(admin, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,136 +85,9 @@ def _names(args: argparse.Namespace) -> tuple[str, str]:
     return url, RabbitMQDriver(url, queue=args.queue).queue
 
 
-async def _peek(connection: AbstractConnection, name: str) -> dict[str, Any] | None:
-    """Depth and consumers of queue ``name``, or ``None`` when it does not exist."""
-    import aiormq
-
-    channel = await connection.channel()
-    try:
-        declared = await channel.declare_queue(name, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return None  # the broker closed this channel
-    result = declared.declaration_result
-    await channel.close()
-    return {"name": name, "messages": result.message_count, "consumers": result.consumer_count}
-
-
-async def queue_stats(url: str, queue: str) -> dict[str, Any]:
-    """The work, dead-letter and poison queues (``None`` when missing), and the delay queues.
-
-    AMQP cannot list queues, but eventbus only ever declares the fixed delay tiers, so each
-    is looked up by name; ``delays`` lists those that exist, shortest first.
-    """
-    import aio_pika
-
-    from eventbus.drivers.rabbitmq import DELAY_TIERS_MS, Topology
-
-    topology = Topology(queue)
-    out: dict[str, Any] = {"queue": queue}
-    connection = await aio_pika.connect(url, timeout=10)
-    async with connection:
-        for key, name in (
-            ("work", topology.queue),
-            ("dead", topology.dead),
-            ("poison", topology.poison),
-        ):
-            out[key] = await _peek(connection, name)
-        delays = []
-        for ms in DELAY_TIERS_MS:
-            found = await _peek(connection, topology.delay_name(ms))
-            if found is not None:
-                found["delay_ms"] = ms
-                delays.append(found)
-        out["delays"] = delays
-    return out
-
-
-class Replayed(NamedTuple):
-    """What one ``replay-dead`` run did."""
-
-    replayed: int  #: jobs moved back to the work queue
-    poison: int  #: messages moved to ``<queue>.poison``: not eventbus envelopes
-
-
-async def replay_dead(url: str, queue: str, limit: int | None = None) -> Replayed:
-    """Move up to ``limit`` dead-lettered jobs back to ``queue``; poison goes to ``.poison``.
-
-    Only the messages in the dead-letter queue when the run starts are handled, so jobs that
-    fail again at once (and come back while it runs) never make it loop.
-    """
-    import aio_pika
-
-    from eventbus.drivers import _wire
-    from eventbus.drivers.rabbitmq import Topology
-    from eventbus.worker import REASON_HEADER
-
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1 or None, got {limit!r}")
-    topology = Topology(queue)
-    replayed = poison = 0
-    connection = await aio_pika.connect(url, timeout=10)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        dead = await channel.declare_queue(topology.dead, passive=True)
-        present = dead.declaration_result.message_count or 0
-        poison_declared = False
-        for _ in range(present):
-            if limit is not None and replayed >= limit:
-                break
-            message = await dead.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            headers = dict(message.headers or {})
-            try:
-                body = _first_attempt(message.body)
-            except _wire.PoisonMessage as exc:
-                body = message.body  # kept as it is, for whoever looks into it
-                if not poison_declared:
-                    await topology.declare_poison(connection)
-                    poison_declared = True
-                headers[REASON_HEADER] = f"replay-dead: {exc.reason}"[:1000]
-                target = topology.poison
-                poison += 1
-            else:
-                replays = headers.get("x-eventbus-replays", 0)
-                replays = replays if isinstance(replays, int) else 0
-                headers = {"x-eventbus-replays": replays + 1}
-                target = topology.queue
-                replayed += 1
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    body,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    content_type=message.content_type,
-                    message_id=message.message_id,
-                    headers=headers,
-                ),
-                target,
-                mandatory=True,
-            )
-            await message.ack()
-    return Replayed(replayed, poison)
-
-
-def _first_attempt(body: bytes) -> bytes:
-    """The envelope with ``attempt`` reset to 1, so the job gets its full ``tries`` again.
-
-    Raises :class:`~eventbus.drivers._wire.PoisonMessage` for a body no worker could run.
-    """
-    from eventbus.drivers import _wire
-
-    try:
-        _, head = _wire.decode_head(body)
-        head["attempt"] = 1
-        return json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
-    except RecursionError:
-        # JSON nested deeper than Python's recursion limit (e.g. 100 000 ``[``).
-        raise _wire.PoisonMessage("undecodable body: JSON nested too deeply") from None
-    except ValueError as exc:
-        raise _wire.PoisonMessage(f"undecodable body: {exc}") from None
-
-
 def _stats(args: argparse.Namespace) -> int:
+    from eventbus.drivers.rabbitmq.admin import queue_stats
+
     url, queue = _names(args)
     try:
         stats = asyncio.run(queue_stats(url, queue))
@@ -227,6 +113,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     import aiormq
+
+    from eventbus.drivers.rabbitmq.admin import replay_dead
 
     url, queue = _names(args)
     try:

@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     from eventbus import EventBus, RegistrationError, load_provider, set_bus
     from eventbus._provider import provider_module
     from eventbus.drivers.rabbitmq import RabbitMQDriver
-    from eventbus.worker import Worker
+    from eventbus.drivers.rabbitmq.worker import Worker
 
     provider = provider_module(args.provider)
     bus = EventBus(driver=RabbitMQDriver(args.url, queue=args.queue), name=f"worker-{os.getpid()}")
