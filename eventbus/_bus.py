@@ -54,6 +54,10 @@ class EventBus:
     ``await bus.dispatch_now(event)`` runs every listener now, one after another, and raises
     an :class:`ExceptionGroup` if any failed. ``await bus.dispatch(event)`` hands one job per
     listener to the driver (the in-process farm by default) and returns without waiting.
+
+    ``driver`` is a registered name (see :mod:`eventbus.drivers`) or a Driver instance.
+    ``max_concurrency``, ``max_queue``, ``on_full`` and ``drain_timeout`` go to a driver
+    chosen by name that uses them; left out, the driver's own defaults apply.
     """
 
     def __init__(

@@ -170,10 +170,11 @@ def create(driver: Driver | str | None, **given: Any) -> Driver:
     _check_values(given)
     if isinstance(driver, Driver):
         if given:
+            cls_name = type(driver).__name__
             raise TypeError(
-                f"EventBus got {_options(given)} and a driver instance {driver!r}; "
-                f"configure the instance instead (e.g. {type(driver).__name__}("
-                f"{', '.join(f'{k}=...' for k in sorted(given))})) and pass only driver="
+                f"EventBus({_options(given)}) with a driver instance ({cls_name}): bus-level "
+                "options only configure a driver chosen by name; configure the instance "
+                f"instead: {cls_name}({', '.join(f'{k}=...' for k in sorted(given))})"
             )
         return driver
     if driver is not None and not isinstance(driver, str):
