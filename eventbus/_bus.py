@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 import inspect
 import math
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from contextvars import Context, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from . import drivers
 from ._attempt import run_in_context, start_attempt
-from ._checks import check_count, check_limit
 from ._defer import deferred as _deferred
 from ._defer import deferring
 from ._errors import RegistrationError, ThreadTimeout
@@ -39,46 +39,13 @@ EventsMapping = Mapping[Any, Iterable[Any]]
 LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
 
 
-def _make_driver(
-    driver: Driver | str | None,
-    *,
-    max_concurrency: int,
-    max_queue: int,
-    on_full: Literal["wait", "raise"],
-    drain_timeout: float | None,
-) -> Driver:
-    # Checked whichever driver is used, so a bad value never waits for a driver switch.
-    check_count(max_concurrency, "EventBus: max_concurrency")
-    check_count(max_queue, "EventBus: max_queue")
-    check_limit(drain_timeout, "EventBus: drain_timeout", zero_ok=True)
-    if isinstance(driver, Driver):
-        return driver
-    name = driver if driver is not None else os.environ.get("QUEUE_DRIVER", "async_farm")
-    if name == "async_farm":
-        from .drivers.farm import AsyncFarm
+class _Unset(enum.Enum):
+    """``drain_timeout`` not given: ``None`` already means "no limit" there."""
 
-        return AsyncFarm(max_concurrency, max_queue, on_full, drain_timeout)
-    if name == "sync":
-        from .drivers.sync import SyncDriver
+    NOT_GIVEN = "not given"
 
-        return SyncDriver()
-    if name == "rabbitmq":
-        try:
-            from .drivers.rabbitmq import RabbitMQDriver
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("aio_pika", "aiormq", "yarl"):
-                raise
-            raise ModuleNotFoundError(
-                f"the rabbitmq driver needs aio-pika ({exc.name} is not installed); "
-                "install it with: pip install 'eventbus[rabbitmq]'",
-                name=exc.name,
-            ) from exc
-        return RabbitMQDriver()
-    source = "driver=" if driver is not None else "QUEUE_DRIVER="
-    raise ValueError(
-        f"unknown queue driver {source}{name!r}; valid names are 'async_farm', 'sync', "
-        "'rabbitmq' (or pass a Driver instance)"
-    )
+
+NOT_GIVEN = _Unset.NOT_GIVEN
 
 
 class EventBus:
@@ -87,6 +54,10 @@ class EventBus:
     ``await bus.dispatch_now(event)`` runs every listener now, one after another, and raises
     an :class:`ExceptionGroup` if any failed. ``await bus.dispatch(event)`` hands one job per
     listener to the driver (the in-process farm by default) and returns without waiting.
+
+    ``driver`` is a registered name (see :mod:`eventbus.drivers`) or a Driver instance.
+    ``max_concurrency``, ``max_queue``, ``on_full`` and ``drain_timeout`` go to a driver
+    chosen by name that uses them; left out, the driver's own defaults apply.
     """
 
     def __init__(
@@ -94,10 +65,10 @@ class EventBus:
         events: EventsMapping | None = None,
         *,
         driver: Driver | str | None = None,
-        max_concurrency: int = 100,
-        max_queue: int = 10_000,
-        on_full: Literal["wait", "raise"] = "wait",
-        drain_timeout: float | None = 30.0,
+        max_concurrency: int | None = None,
+        max_queue: int | None = None,
+        on_full: Literal["wait", "raise"] | None = None,
+        drain_timeout: float | _Unset | None = NOT_GIVEN,
         on_failure: FailureCallback | None = None,
         hook_timeout: float = 10.0,
         name: str | None = None,
@@ -113,13 +84,19 @@ class EventBus:
                 "it bounds failed() and on_failure for listeners without a timeout"
             )
         self.name = name or f"bus-{id(self):x}"
-        self.driver = _make_driver(
-            driver,
-            max_concurrency=max_concurrency,
-            max_queue=max_queue,
-            on_full=on_full,
-            drain_timeout=drain_timeout,
-        )
+        # Only the options given travel: a driver that does not use one refuses it by name.
+        given: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("max_concurrency", max_concurrency),
+                ("max_queue", max_queue),
+                ("on_full", on_full),
+            )
+            if value is not None
+        }
+        if drain_timeout is not NOT_GIVEN:
+            given["drain_timeout"] = drain_timeout
+        self.driver = drivers.create(driver, **given)
         if on_failure is not None and not callable(on_failure):
             raise TypeError(
                 f"on_failure must be a callable (event, listener, exc), got {on_failure!r}"

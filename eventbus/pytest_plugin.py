@@ -13,7 +13,6 @@ driver asks for it: ``@pytest.mark.eventbus(driver="rabbitmq")``.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,8 +21,9 @@ import pytest
 
 import eventbus
 
+from . import drivers
 from ._api import peek_bus
-from ._bus import EventBus, Stats, _make_driver
+from ._bus import EventBus, Stats
 from .drivers.base import Driver
 from .testing import EventFake
 
@@ -61,15 +61,8 @@ def _driver_for(request: pytest.FixtureRequest) -> Driver | str:
 
 
 def _fresh_driver(spec: Driver | str) -> Driver:
-    # The bus's own defaults, read from its signature so they cannot drift from it.
-    params = inspect.signature(EventBus.__init__).parameters
-    return _make_driver(
-        spec,
-        max_concurrency=params["max_concurrency"].default,
-        max_queue=params["max_queue"].default,
-        on_full=params["on_full"].default,
-        drain_timeout=params["drain_timeout"].default,
-    )
+    # No options given: the driver's own defaults, the same as EventBus(driver=spec).
+    return drivers.create(spec)
 
 
 @contextmanager

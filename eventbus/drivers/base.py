@@ -14,6 +14,12 @@ looked up, in order) and the dispatching caller's context. Everything else (look
 Jobs report back through the bus: a success is ``bus.stats.succeeded += 1``;
 ``bus.job_retrying``, ``bus.job_failed`` and ``bus.job_dropped`` keep the stats, logs,
 ``failed()`` and ``on_failure`` uniform across drivers.
+
+Bus-level options (:data:`BUS_OPTIONS`: ``EventBus(max_concurrency=..., max_queue=...,
+on_full=..., drain_timeout=...)``) reach a driver only if its class lists them in
+:attr:`Driver.bus_options`; the registry then passes the ones the caller gave as keyword
+arguments to the class. Any other given option is an error naming the option and the
+driver, so a setting is never ignored silently.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ if TYPE_CHECKING:
     from .._event import Event
     from .._listener import Listener
 
-__all__ = ["Driver"]
+__all__ = ["BUS_OPTIONS", "Driver"]
+
+#: Options ``EventBus(...)`` takes on behalf of its driver (see ``Driver.bus_options``).
+BUS_OPTIONS: frozenset[str] = frozenset(
+    {"max_concurrency", "max_queue", "on_full", "drain_timeout"}
+)
 
 
 class Driver(abc.ABC):
@@ -37,6 +48,10 @@ class Driver(abc.ABC):
 
     #: The ``QUEUE_DRIVER`` name of this driver.
     name: ClassVar[str]
+
+    #: The bus-level options (a subset of :data:`BUS_OPTIONS`) this class's ``__init__``
+    #: takes as keyword arguments; only those the caller gave are passed. None by default.
+    bus_options: ClassVar[frozenset[str]] = frozenset()
 
     bus: EventBus
 

@@ -30,7 +30,7 @@ from .._errors import FarmNotRunning, ListenerBaseException, QueueFull, Registra
 from .._log import NO_JOB, job_record, logger
 from .._names import qualified_name
 from .._threads import reserve_threads
-from .base import Driver
+from .base import BUS_OPTIONS, Driver
 
 if TYPE_CHECKING:
     from .._event import Event
@@ -74,6 +74,7 @@ class AsyncFarm(Driver):
     """
 
     name = "async_farm"
+    bus_options = BUS_OPTIONS
 
     def __init__(
         self,
