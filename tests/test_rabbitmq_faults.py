@@ -344,19 +344,26 @@ async def test_broker_closing_connections_loses_no_confirmed_job(queue: str, wor
         if "reconnected to RabbitMQ after" in line
     ]
     resumed = {r.pid for r in records if r.at > closed + max(reconnects, default=0)}
+    # Each redelivered job runs alone, one at a time per worker: how long that backlog took.
+    alone = sorted(r.at for r in records if r.kind == "done" and r.redelivered) or [0.0]
     figure(
         f"broker closed this test's 3 connections under load ({sent} dispatches): confirmed="
         f"{len(confirmed)} failed={len(failed)} lost(confirmed)={lost} duplicates={duplicates} "
         f"({redelivered_runs} redelivered run(s), bound 40; {len(published_twice)} job(s) "
         f"queued twice, of {len(in_flight)} dispatches in flight at the drop, bound 200); "
         f"publisher reconnected in {drop['back'] - closed:.2f}s, workers "
-        f"reconnected after {', '.join(f'{v:.3f}s' for v in sorted(reconnects))}"
+        f"reconnected after {', '.join(f'{v:.3f}s' for v in sorted(reconnects))}; the "
+        f"redelivered jobs ran alone over {alone[-1] - alone[0]:.2f}s"
     )
     assert lost == 0
     assert "back" in drop, "the publisher's robust connection reconnected"
     assert len(reconnects) == 2, "both workers reconnected"
     assert len(resumed) == 2, "both workers consume again after the drop"
-    assert redelivered_runs <= 2 * 20  # at most each worker's unacked jobs run again
+    # At most each worker's unacked jobs (its prefetch, 20) run again, each once, alone. Not
+    # more: a worker isolating a suspect must not cancel its consumer, or the quorum queue
+    # returns the deliveries in flight to it flagged redelivered, jobs no worker received
+    # (main before this check held: 49-143 here, about 1 run in 3).
+    assert redelivered_runs <= 2 * 20
     assert published_twice <= in_flight and len(in_flight) <= 200
     assert max(fresh.values()) <= 2  # published at most twice
     assert duplicates <= redelivered_runs + len(published_twice)

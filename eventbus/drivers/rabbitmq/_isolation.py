@@ -5,9 +5,11 @@ When a worker process dies (``os._exit``, a segfault, the OOM killer), the broke
 nothing says which one it was. So a worker never runs a redelivered message (a *suspect*)
 beside anything else:
 
-1. it stops consuming, re-publishes every other message it holds to the back of the queue
-   (confirmed, then acked: they are no longer in this process if it dies), and waits for
-   its running jobs to finish;
+1. it starts nothing else: deliveries that arrive are held, unacked (at most the prefetch;
+   if the process dies they come back as suspects, with no strike), and it waits for its
+   running jobs to finish. It does not stop consuming: a ``basic.cancel`` on a quorum queue
+   returns the deliveries on their way to the consumer flagged redelivered, false suspects
+   whose own runs alone would cancel again;
 2. it publishes the suspect, with :data:`CRASHES_HEADER` one higher, into its own *alone
    queue*, takes it back with ``basic.get``, acks the original and runs the copy;
 3. if the process dies now, the copy, unacked in the alone queue, is dead-lettered back into
