@@ -63,7 +63,7 @@ QUEUE_ENV = "EVENTBUS_QUEUE"
 
 
 _snapshot = _context.snapshot
-_PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+_PERSISTENT_MODE = int(aio_pika.DeliveryMode.PERSISTENT)
 #: Errors after which a publish is retried once the robust connection is back.
 _TRANSIENT = (
     aiormq.exceptions.ChannelInvalidStateError,
@@ -315,9 +315,12 @@ class RabbitMQDriver(Driver):
         headers: dict[str, Any] | None,
         what: str,
     ) -> None:
-        message = aio_pika.Message(
-            body,
-            delivery_mode=_PERSISTENT,
+        # Straight to aiormq with prebuilt properties: aio_pika.Message plus its .properties
+        # cost ~100 k instructions per publish for fields we never set. The channel still
+        # has confirms and on_return_raises, so returns and nacks raise as before; the
+        # robust channel's get_underlay_channel waits for a reopened channel.
+        properties = aiormq.spec.Basic.Properties(
+            delivery_mode=_PERSISTENT_MODE,
             content_type=_wire.CONTENT_TYPE,
             message_id=message_id,
             headers=headers,
@@ -327,7 +330,16 @@ class RabbitMQDriver(Driver):
             if channel is None:
                 raise self._not_connected(f"queue {what}")
             try:
-                await channel.default_exchange.publish(message, routing_key, mandatory=True)
+                if channel.is_closed:
+                    raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+                raw = await channel.get_underlay_channel()
+                await raw.basic_publish(
+                    body,
+                    exchange="",
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=True,
+                )
                 return
             except aiormq.exceptions.PublishError as exc:
                 self.topology.forget_delay(routing_key)  # deleted by hand? declare it again
