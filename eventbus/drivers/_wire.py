@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import uuid
+from hashlib import sha1
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -40,12 +42,13 @@ __all__ = [
     "encode",
     "event_json",
     "job_id",
+    "new_event_id",
 ]
 
 #: Bumped when the envelope changes incompatibly; workers dead-letter other versions.
 FORMAT_VERSION = 1
 CONTENT_TYPE = "application/json"
-_JOB_NAMESPACE = uuid.UUID("6f1d1a8e-6a58-4d3e-9a4e-2f0c1f6a7b10")
+_urandom = os.urandom
 
 
 class PoisonMessage(EventBusError):
@@ -92,9 +95,27 @@ def event_json(event: Event) -> bytes:
     return data
 
 
-def job_id(event_id: uuid.UUID, listener_name: str) -> str:
-    """Stable per (event, listener): retries and redeliveries keep it, for idempotency."""
-    return uuid.uuid5(event_id, listener_name).hex
+def new_event_id() -> bytes:
+    """A fresh event id: the 16 bytes of a random uuid4 (``.hex()`` is what travels).
+
+    Bytes, not a ``uuid.UUID``: the object and its pure-Python ``__init__`` cost more than
+    the randomness; the value is exactly a uuid4 (version and variant bits set)."""
+    raw = bytearray(_urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    return bytes(raw)
+
+
+def job_id(event_id: uuid.UUID | bytes, listener_name: str) -> str:
+    """Stable per (event, listener): retries and redeliveries keep it, for idempotency.
+
+    Exactly ``uuid5(event_id, listener_name).hex`` (``event_id`` a ``UUID`` or its 16
+    bytes), computed without building ``UUID`` objects."""
+    raw = event_id if isinstance(event_id, bytes) else event_id.bytes
+    digest = bytearray(sha1(raw + listener_name.encode()).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50
+    digest[8] = digest[8] & 0x3F | 0x80
+    return digest.hex()
 
 
 def encode(

@@ -16,7 +16,6 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import Context
@@ -247,8 +246,8 @@ class RabbitMQDriver(Driver):
             self._sendable.add(cls)
         data = _wire.event_json(event)
         snapshot = context.run(_snapshot)
-        event_uuid = uuid.uuid4()
-        event_id = event_uuid.hex
+        event_uuid = _wire.new_event_id()
+        event_id = event_uuid.hex()
         now = time.time()
         jobs: list[tuple[str, bytes]] = []
         for listener in listeners:
