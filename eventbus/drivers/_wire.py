@@ -155,9 +155,13 @@ def encode(
             if middle is None:
                 middle = _middle(event_name, listener)
             return (
-                f'{{"v":{FORMAT_VERSION},"job":{_quote(job)},"event_id":{_quote(event_id)}'
-                f'{middle}{attempt!r},"at":{dispatched_at!r},"context":{ctx},"data":'
-            ).encode() + data + b"}"
+                (
+                    f'{{"v":{FORMAT_VERSION},"job":{_quote(job)},"event_id":{_quote(event_id)}'
+                    f'{middle}{attempt!r},"at":{dispatched_at!r},"context":{ctx},"data":'
+                ).encode()
+                + data
+                + b"}"
+            )
     try:
         head = json.dumps(
             {

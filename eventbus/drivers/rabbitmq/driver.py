@@ -16,7 +16,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
@@ -272,16 +272,16 @@ class RabbitMQDriver(Driver):
             jobs.append((job, body))
         queue = self.topology.queue
         what = f"{event.event_name!r}"
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                if len(jobs) == 1:
-                    await self._publish(jobs[0][1], queue, jobs[0][0], None, what)
-                else:
-                    await asyncio.gather(
-                        *(self._publish(body, queue, job, None, what) for job, body in jobs)
-                    )
-        except TimeoutError:
-            raise self._timeout(what, len(jobs)) from None
+        if len(jobs) == 1:
+            await self._bounded(self._publish(jobs[0][1], queue, jobs[0][0], None, what), what, 1)
+        else:
+            await self._bounded(
+                asyncio.gather(
+                    *(self._publish(body, queue, job, None, what) for job, body in jobs)
+                ),
+                what,
+                len(jobs),
+            )
 
     async def publish(
         self,
@@ -293,11 +293,34 @@ class RabbitMQDriver(Driver):
         what: str = "a job",
     ) -> None:
         """Publish one persistent message and wait for its confirm (the worker's copies)."""
+        await self._bounded(self._publish(body, routing_key, message_id, headers, what), what, 1)
+
+    async def _bounded(self, publishing: Awaitable[object], what: str, count: int) -> None:
+        """Await ``publishing`` (reconnects included) within ``publish_timeout``, else raise.
+
+        ``asyncio.timeout`` semantics with one timer handle and no context manager objects
+        (~30 k instructions per dispatch less): the deadline cancels the task, and that
+        cancellation, if it is ours alone, becomes :class:`BrokerError`.
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - aio-pika needs a task anyway
+            raise RuntimeError("RabbitMQDriver: publishing needs to run in an asyncio task")
+        loop = task.get_loop()
+        cancelling = task.cancelling()
+        fired: list[bool] = []
+        deadline = loop.call_at(loop.time() + self.publish_timeout, _expire, task, fired)
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                await self._publish(body, routing_key, message_id, headers, what)
-        except TimeoutError:
-            raise self._timeout(what, 1) from None
+            await publishing
+        except asyncio.CancelledError:
+            if fired:
+                fired.clear()
+                if task.uncancel() <= cancelling:
+                    raise self._timeout(what, count) from None
+            raise
+        finally:
+            deadline.cancel()
+            if fired:  # fired, but the cancellation was swallowed below: undo our request
+                task.uncancel()
 
     def _timeout(self, what: str, count: int) -> BrokerError:
         return BrokerError(
@@ -354,3 +377,8 @@ class RabbitMQDriver(Driver):
                 logger.debug("publish of %s interrupted (%r); retrying", what, exc, extra=NO_JOB)
                 await asyncio.sleep(0.05)
                 await channel.ready()
+
+
+def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
+    fired.append(True)
+    task.cancel()
