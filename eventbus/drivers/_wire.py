@@ -21,7 +21,8 @@ import math
 import os
 import uuid
 from hashlib import sha1
-from typing import TYPE_CHECKING, Any
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
@@ -73,6 +74,12 @@ def event_json(event: Event) -> bytes:
             "BeforeValidator(ObjectId)] (see docs/reliability.md)"
         ) from exc
     try:
+        plan = _exact_plans[cls]
+    except KeyError:
+        plan = _exact_plans[cls] = _exact_plan(cls)
+    if plan is not None and _holds_exact(event, plan):
+        return data  # its JSON is exact by construction: the round trip cannot differ
+    try:
         back = cls.model_validate_json(data)
     except ValidationError as exc:
         raise EventNotSerializable(
@@ -94,6 +101,115 @@ def event_json(event: Event) -> bytes:
             "(see docs/reliability.md)"
         )
     return data
+
+
+# -- the round trip, skipped where it is provably exact ------------------------------------
+#
+# pydantic's JSON of a plain str, int (within 64 bits: past ~4300 digits it cannot be read
+# back), finite float (shortest round-trip repr; NaN/inf become null), bool or None reads
+# back as the same value of the same type. So for a class whose fields are only those
+# (optionally `| None`), with nothing that can change a value on the way (validators,
+# serializers, aliases, Field metadata, computed fields, private attributes, extra fields,
+# str_* config transformations), an event whose values have exactly those types (not,
+# e.g., a model_construct'ed wrong type) needs no check. Anything else keeps the check.
+
+_NONE = type(None)
+_PLAIN: dict[Any, frozenset[type]] = {t: frozenset({t}) for t in (str, int, float, bool)}
+_INT_BOUND = 1 << 63
+#: model_config keys that cannot change a plain value between dump and validate.
+_NEUTRAL_CONFIG = frozenset(
+    {
+        "frozen",
+        "arbitrary_types_allowed",
+        "extra",
+        "title",
+        "json_schema_extra",
+        "protected_namespaces",
+        "defer_build",
+        "validate_assignment",
+        "revalidate_instances",
+        "validate_default",
+        "strict",
+        "hide_input_in_errors",
+        "use_attribute_docstrings",
+    }
+)
+_Plan = tuple[tuple[str, frozenset[type]], ...]
+_exact_plans: dict[type, _Plan | None] = {}
+
+
+def _exact_plan(cls: type[BaseModel]) -> _Plan | None:
+    """(field, allowed value types) for every field if ``cls``'s JSON is exact, else None."""
+    config = cls.model_config
+    if not _NEUTRAL_CONFIG.issuperset(config) or config.get("extra") == "allow":
+        return None
+    d = cls.__pydantic_decorators__
+    if (
+        d.validators
+        or d.field_validators
+        or d.root_validators
+        or d.field_serializers
+        or d.model_serializers
+        or d.model_validators
+        or d.computed_fields
+        or cls.__private_attributes__
+        or cls.__pydantic_post_init__ is not None
+        or getattr(cls, "__pydantic_root_model__", False)
+    ):
+        return None
+    for klass in cls.__mro__:
+        if klass is BaseModel:
+            break
+        if "__get_pydantic_core_schema__" in vars(klass) or "model_dump_json" in vars(klass):
+            return None
+    plan = []
+    for name, field in cls.model_fields.items():
+        if (
+            field.alias is not None
+            or field.validation_alias is not None
+            or field.serialization_alias is not None
+            or field.metadata
+            or field.exclude
+            or field.discriminator is not None
+            or getattr(field, "exclude_if", None) is not None
+        ):
+            return None
+        types = _plain_types(field.annotation)
+        if types is None:
+            return None
+        plan.append((name, types))
+    return tuple(plan)
+
+
+def _plain_types(annotation: Any) -> frozenset[type] | None:
+    try:
+        plain = _PLAIN.get(annotation)
+    except TypeError:  # an unhashable annotation is not a plain type
+        return None
+    if plain is not None:
+        return plain
+    if get_origin(annotation) in (Union, UnionType):
+        args = get_args(annotation)
+        if len(args) == 2 and _NONE in args:
+            other = args[0] if args[1] is _NONE else args[1]
+            if other in _PLAIN:
+                return _PLAIN[other] | {_NONE}
+    return None
+
+
+def _holds_exact(event: BaseModel, plan: _Plan) -> bool:
+    values = event.__dict__
+    for name, types in plan:
+        value = values[name]
+        kind = type(value)
+        if kind not in types:
+            return False
+        if kind is int:
+            if not -_INT_BOUND <= value < _INT_BOUND:
+                return False
+        elif kind is float and not _isfinite(value):
+            return False
+    return True
 
 
 def new_event_id() -> bytes:
