@@ -16,9 +16,13 @@ caller of ``dispatch``, not later in a worker.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
+import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from hashlib import sha1
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
@@ -40,12 +44,13 @@ __all__ = [
     "encode",
     "event_json",
     "job_id",
+    "new_event_id",
 ]
 
 #: Bumped when the envelope changes incompatibly; workers dead-letter other versions.
 FORMAT_VERSION = 1
 CONTENT_TYPE = "application/json"
-_JOB_NAMESPACE = uuid.UUID("6f1d1a8e-6a58-4d3e-9a4e-2f0c1f6a7b10")
+_urandom = os.urandom
 
 
 class PoisonMessage(EventBusError):
@@ -68,6 +73,12 @@ def event_json(event: Event) -> bytes:
             "Annotated[ObjectId, PlainSerializer(str, when_used='json'), "
             "BeforeValidator(ObjectId)] (see docs/reliability.md)"
         ) from exc
+    try:
+        plan = _exact_plans[cls]
+    except KeyError:
+        plan = _exact_plans[cls] = _exact_plan(cls)
+    if plan is not None and _holds_exact(event, plan):
+        return data  # its JSON is exact by construction: the round trip cannot differ
     try:
         back = cls.model_validate_json(data)
     except ValidationError as exc:
@@ -92,9 +103,136 @@ def event_json(event: Event) -> bytes:
     return data
 
 
-def job_id(event_id: uuid.UUID, listener_name: str) -> str:
-    """Stable per (event, listener): retries and redeliveries keep it, for idempotency."""
-    return uuid.uuid5(event_id, listener_name).hex
+# -- the round trip, skipped where it is provably exact ------------------------------------
+#
+# pydantic's JSON of a plain str, int (within 64 bits: past ~4300 digits it cannot be read
+# back), finite float (shortest round-trip repr; NaN/inf become null), bool or None reads
+# back as the same value of the same type. So for a class whose fields are only those
+# (optionally `| None`), with nothing that can change a value on the way (validators,
+# serializers, aliases, Field metadata, computed fields, private attributes, extra fields,
+# str_* config transformations), an event whose values have exactly those types (not,
+# e.g., a model_construct'ed wrong type) needs no check. Anything else keeps the check.
+
+_NONE = type(None)
+_PLAIN: dict[Any, frozenset[type]] = {t: frozenset({t}) for t in (str, int, float, bool)}
+_INT_BOUND = 1 << 63
+#: model_config keys that cannot change a plain value between dump and validate.
+_NEUTRAL_CONFIG = frozenset(
+    {
+        "frozen",
+        "arbitrary_types_allowed",
+        "extra",
+        "title",
+        "json_schema_extra",
+        "protected_namespaces",
+        "defer_build",
+        "validate_assignment",
+        "revalidate_instances",
+        "validate_default",
+        "strict",
+        "hide_input_in_errors",
+        "use_attribute_docstrings",
+    }
+)
+_Plan = tuple[tuple[str, frozenset[type]], ...]
+_exact_plans: dict[type, _Plan | None] = {}
+
+
+def _exact_plan(cls: type[BaseModel]) -> _Plan | None:
+    """(field, allowed value types) for every field if ``cls``'s JSON is exact, else None."""
+    config = cls.model_config
+    if not _NEUTRAL_CONFIG.issuperset(config) or config.get("extra") == "allow":
+        return None
+    d = cls.__pydantic_decorators__
+    if (
+        d.validators
+        or d.field_validators
+        or d.root_validators
+        or d.field_serializers
+        or d.model_serializers
+        or d.model_validators
+        or d.computed_fields
+        or cls.__private_attributes__
+        or cls.__pydantic_post_init__ is not None
+        or getattr(cls, "__pydantic_root_model__", False)
+    ):
+        return None
+    for klass in cls.__mro__:
+        if klass is BaseModel:
+            break
+        if "__get_pydantic_core_schema__" in vars(klass) or "model_dump_json" in vars(klass):
+            return None
+    plan = []
+    for name, field in cls.model_fields.items():
+        if (
+            field.alias is not None
+            or field.validation_alias is not None
+            or field.serialization_alias is not None
+            or field.metadata
+            or field.exclude
+            or field.discriminator is not None
+            or getattr(field, "exclude_if", None) is not None
+        ):
+            return None
+        types = _plain_types(field.annotation)
+        if types is None:
+            return None
+        plan.append((name, types))
+    return tuple(plan)
+
+
+def _plain_types(annotation: Any) -> frozenset[type] | None:
+    try:
+        plain = _PLAIN.get(annotation)
+    except TypeError:  # an unhashable annotation is not a plain type
+        return None
+    if plain is not None:
+        return plain
+    if get_origin(annotation) in (Union, UnionType):
+        args = get_args(annotation)
+        if len(args) == 2 and _NONE in args:
+            other = args[0] if args[1] is _NONE else args[1]
+            if other in _PLAIN:
+                return _PLAIN[other] | {_NONE}
+    return None
+
+
+def _holds_exact(event: BaseModel, plan: _Plan) -> bool:
+    values = event.__dict__
+    for name, types in plan:
+        value = values[name]
+        kind = type(value)
+        if kind not in types:
+            return False
+        if kind is int:
+            if not -_INT_BOUND <= value < _INT_BOUND:
+                return False
+        elif kind is float and not _isfinite(value):
+            return False
+    return True
+
+
+def new_event_id() -> bytes:
+    """A fresh event id: the 16 bytes of a random uuid4 (``.hex()`` is what travels).
+
+    Bytes, not a ``uuid.UUID``: the object and its pure-Python ``__init__`` cost more than
+    the randomness; the value is exactly a uuid4 (version and variant bits set)."""
+    raw = bytearray(_urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    return bytes(raw)
+
+
+def job_id(event_id: uuid.UUID | bytes, listener_name: str) -> str:
+    """Stable per (event, listener): retries and redeliveries keep it, for idempotency.
+
+    Exactly ``uuid5(event_id, listener_name).hex`` (``event_id`` a ``UUID`` or its 16
+    bytes), computed without building ``UUID`` objects."""
+    raw = event_id if isinstance(event_id, bytes) else event_id.bytes
+    digest = bytearray(sha1(raw + listener_name.encode()).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50
+    digest[8] = digest[8] & 0x3F | 0x80
+    return digest.hex()
 
 
 def encode(
@@ -108,7 +246,38 @@ def encode(
     context: dict[str, Any],
     data: bytes,
 ) -> bytes:
-    """The message body for one job; ``data`` is the event JSON from :func:`event_json`."""
+    """The message body for one job; ``data`` is the event JSON from :func:`event_json`.
+
+    Byte for byte what ``json.dumps`` of the head (spliced with ``data``) gives, but only
+    the per-job values are encoded: the event/listener part is cached and an empty context
+    is a constant. Anything unusual takes the ``json.dumps`` path below, errors included.
+    """
+    if (
+        type(attempt) is int
+        and type(dispatched_at) is float
+        and _isfinite(dispatched_at)
+        and type(job) is str
+        and type(event_id) is str
+    ):
+        if type(context) is dict and not context:
+            ctx: str | None = "{}"
+        else:
+            try:
+                ctx = _dumps(context)
+            except (TypeError, ValueError):
+                ctx = None  # the json.dumps path below reports it
+        if ctx is not None:
+            middle = _middles.get((event_name, listener))
+            if middle is None:
+                middle = _middle(event_name, listener)
+            return (
+                (
+                    f'{{"v":{FORMAT_VERSION},"job":{_quote(job)},"event_id":{_quote(event_id)}'
+                    f'{middle}{attempt!r},"at":{dispatched_at!r},"context":{ctx},"data":'
+                ).encode()
+                + data
+                + b"}"
+            )
     try:
         head = json.dumps(
             {
@@ -133,6 +302,23 @@ def encode(
             "must hold str, int, float, bool, None, lists or dicts of those"
         ) from exc
     return head[:-1].encode() + b',"data":' + data + b"}"
+
+
+#: The encoder json.dumps would build on every call with these options, built once.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_quote = json.encoder.encode_basestring  # the ensure_ascii=False string encoder
+_isfinite = math.isfinite
+#: (event name, listener) -> ``,"event":...,"listener":...,"attempt":``; bounded, as names
+#: come from messages on the worker side.
+_middles: dict[tuple[str, str], str] = {}
+_MAX_MIDDLES = 4096
+
+
+def _middle(event_name: str, listener: str) -> str:
+    middle = f',"event":{_dumps(event_name)},"listener":{_dumps(listener)},"attempt":'
+    if len(_middles) < _MAX_MIDDLES:
+        _middles[event_name, listener] = middle
+    return middle
 
 
 def _jsonable(value: Any) -> bool:

@@ -16,8 +16,7 @@ import asyncio
 import os
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
@@ -63,7 +62,7 @@ QUEUE_ENV = "EVENTBUS_QUEUE"
 
 
 _snapshot = _context.snapshot
-_PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+_PERSISTENT_MODE = int(aio_pika.DeliveryMode.PERSISTENT)
 #: Errors after which a publish is retried once the robust connection is back.
 _TRANSIENT = (
     aiormq.exceptions.ChannelInvalidStateError,
@@ -247,8 +246,8 @@ class RabbitMQDriver(Driver):
             self._sendable.add(cls)
         data = _wire.event_json(event)
         snapshot = context.run(_snapshot)
-        event_uuid = uuid.uuid4()
-        event_id = event_uuid.hex
+        event_uuid = _wire.new_event_id()
+        event_id = event_uuid.hex()
         now = time.time()
         jobs: list[tuple[str, bytes]] = []
         for listener in listeners:
@@ -273,16 +272,16 @@ class RabbitMQDriver(Driver):
             jobs.append((job, body))
         queue = self.topology.queue
         what = f"{event.event_name!r}"
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                if len(jobs) == 1:
-                    await self._publish(jobs[0][1], queue, jobs[0][0], None, what)
-                else:
-                    await asyncio.gather(
-                        *(self._publish(body, queue, job, None, what) for job, body in jobs)
-                    )
-        except TimeoutError:
-            raise self._timeout(what, len(jobs)) from None
+        if len(jobs) == 1:
+            await self._bounded(self._publish(jobs[0][1], queue, jobs[0][0], None, what), what, 1)
+        else:
+            await self._bounded(
+                asyncio.gather(
+                    *(self._publish(body, queue, job, None, what) for job, body in jobs)
+                ),
+                what,
+                len(jobs),
+            )
 
     async def publish(
         self,
@@ -294,11 +293,34 @@ class RabbitMQDriver(Driver):
         what: str = "a job",
     ) -> None:
         """Publish one persistent message and wait for its confirm (the worker's copies)."""
+        await self._bounded(self._publish(body, routing_key, message_id, headers, what), what, 1)
+
+    async def _bounded(self, publishing: Awaitable[object], what: str, count: int) -> None:
+        """Await ``publishing`` (reconnects included) within ``publish_timeout``, else raise.
+
+        ``asyncio.timeout`` semantics with one timer handle and no context manager objects
+        (~30 k instructions per dispatch less): the deadline cancels the task, and that
+        cancellation, if it is ours alone, becomes :class:`BrokerError`.
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - aio-pika needs a task anyway
+            raise RuntimeError("RabbitMQDriver: publishing needs to run in an asyncio task")
+        loop = task.get_loop()
+        cancelling = task.cancelling()
+        fired: list[bool] = []
+        deadline = loop.call_at(loop.time() + self.publish_timeout, _expire, task, fired)
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                await self._publish(body, routing_key, message_id, headers, what)
-        except TimeoutError:
-            raise self._timeout(what, 1) from None
+            await publishing
+        except asyncio.CancelledError:
+            if fired:
+                fired.clear()
+                if task.uncancel() <= cancelling:
+                    raise self._timeout(what, count) from None
+            raise
+        finally:
+            deadline.cancel()
+            if fired:  # fired, but the cancellation was swallowed below: undo our request
+                task.uncancel()
 
     def _timeout(self, what: str, count: int) -> BrokerError:
         return BrokerError(
@@ -315,9 +337,12 @@ class RabbitMQDriver(Driver):
         headers: dict[str, Any] | None,
         what: str,
     ) -> None:
-        message = aio_pika.Message(
-            body,
-            delivery_mode=_PERSISTENT,
+        # Straight to aiormq with prebuilt properties: aio_pika.Message plus its .properties
+        # cost ~100 k instructions per publish for fields we never set. The channel still
+        # has confirms and on_return_raises, so returns and nacks raise as before; the
+        # robust channel's get_underlay_channel waits for a reopened channel.
+        properties = aiormq.spec.Basic.Properties(
+            delivery_mode=_PERSISTENT_MODE,
             content_type=_wire.CONTENT_TYPE,
             message_id=message_id,
             headers=headers,
@@ -327,7 +352,16 @@ class RabbitMQDriver(Driver):
             if channel is None:
                 raise self._not_connected(f"queue {what}")
             try:
-                await channel.default_exchange.publish(message, routing_key, mandatory=True)
+                if channel.is_closed:
+                    raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+                raw = await channel.get_underlay_channel()
+                await raw.basic_publish(
+                    body,
+                    exchange="",
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=True,
+                )
                 return
             except aiormq.exceptions.PublishError as exc:
                 self.topology.forget_delay(routing_key)  # deleted by hand? declare it again
@@ -343,3 +377,8 @@ class RabbitMQDriver(Driver):
                 logger.debug("publish of %s interrupted (%r); retrying", what, exc, extra=NO_JOB)
                 await asyncio.sleep(0.05)
                 await channel.ready()
+
+
+def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
+    fired.append(True)
+    task.cancel()
