@@ -22,6 +22,7 @@ from ._errors import (
     QueueFull,
     RegistrationError,
     ThreadTimeout,
+    UnresolvedAnnotation,
     WorkerCrashed,
 )
 from ._event import Event
@@ -56,6 +57,7 @@ __all__ = [
     "SkippedListener",
     "Stats",
     "ThreadTimeout",
+    "UnresolvedAnnotation",
     "WorkerCrashed",
     "context",
     "define_key",

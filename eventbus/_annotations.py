@@ -18,16 +18,12 @@ from collections.abc import Callable, Iterable
 from types import ModuleType, UnionType
 from typing import Any
 
-from ._errors import RegistrationError
+from ._errors import RegistrationError, UnresolvedAnnotation
 from ._event import Event
 from ._listener import Listener, _class_handle
 from ._names import qualified_name
 
 __all__ = ["UnresolvedAnnotation", "listener_event_types"]
-
-
-class UnresolvedAnnotation(RegistrationError):
-    """The annotation names something not importable yet; resolve it when first needed."""
 
 
 def listener_event_types(listener: Any, *, may_import: bool = True) -> tuple[type, ...]:

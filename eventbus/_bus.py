@@ -5,8 +5,22 @@ from __future__ import annotations
 import enum
 import inspect
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from contextvars import Context, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -17,6 +31,7 @@ from ._defer import deferred as _deferred
 from ._defer import deferring
 from ._errors import RegistrationError, ThreadTimeout
 from ._event import Event
+from ._intercept import Interception, Interceptor
 from ._listener import EventListener, Listener
 from ._log import job_record, logger, record
 from ._names import qualified_name
@@ -108,7 +123,9 @@ class EventBus:
         self.stats = Stats()
         self._table = DispatchTable(on_register=self.driver.check_registration)
         self._cache = self._table._cache  # the hot path reads the compiled table directly
-        self._fake: EventFake | None = None
+        # What dispatch offers each event first (None: nothing intercepts, one check).
+        self._intercept: Interceptor | None = None
+        self._interceptions: list[Interception] = []  # the open intercept() blocks, in order
         self._stack: AsyncExitStack | None = None
         self._unheard: set[type] = set()  # event types already warned about having no listener
         self._lifespans: list[LifespanFactory] = []
@@ -240,7 +257,7 @@ class EventBus:
         if listeners is None:
             listeners = self._listeners_of(event)
         self.stats.dispatched += 1
-        if self._fake is not None and self._fake.intercept(event):
+        if self._intercept is not None and self._intercept(event):
             return
         if not listeners:
             self._no_listeners(event)
@@ -295,8 +312,8 @@ class EventBus:
     async def _send(self, event: Event, listeners: tuple[Listener, ...], context: Context) -> None:
         """Hand ``event``'s jobs to the driver (``dispatch``, and ``defer`` releasing)."""
         self.stats.dispatched += 1
-        if self._fake is not None and self._fake.intercept(event):
-            return  # after defer: a fake records only what a real bus would run
+        if self._intercept is not None and self._intercept(event):
+            return  # after defer: an interceptor sees only what a real bus would run
         if not listeners:
             self._no_listeners(event)
             return
@@ -540,6 +557,19 @@ class EventBus:
 
     # -- testing --------------------------------------------------------------------------
 
+    def intercept(self, interceptor: Interceptor) -> AbstractContextManager[None]:
+        """Offer every dispatched event to ``interceptor(event)`` first, inside the block.
+
+        ``with bus.intercept(fn):`` -- when ``fn`` returns True, ``dispatch``/``dispatch_now``
+        run no listener for that event (``stats.dispatched`` still counts it); False lets it
+        through. Blocks nest: the innermost interceptor is asked first, then the ones it
+        covers, then the listeners run. Blocks may be left in any order. ``fn`` runs in the
+        dispatcher, synchronously, after ``defer()`` released the event (so a discarded event
+        is never offered); what it raises reaches the caller of ``dispatch``. Test doubles
+        are built on it: :meth:`fake` is one.
+        """
+        return Interception(self, interceptor)
+
     def fake(
         self,
         only: Iterable[type] | type | None = None,
@@ -565,6 +595,53 @@ class EventBus:
             f"{qualified_name(listener)} does not listen to {qualified_name(event_type)}; "
             f"it reaches: {names}"
         )
+
+
+# What ``isolated`` swaps for a test and puts back: everything a test can change by
+# registering, dispatching, intercepting or running. Settings (name, on_failure, ...) stay.
+_TEST_STATE = (
+    "driver",
+    "stats",
+    "_table",
+    "_cache",
+    "_intercept",
+    "_interceptions",
+    "_stack",
+    "_unheard",
+    "_lifespans",
+)
+
+
+@contextmanager
+def isolated(bus: EventBus, driver: Driver) -> Iterator[EventBus]:
+    """``bus`` itself, with its registrations copied, fresh stats, no interceptor, ``driver``.
+
+    For the pytest plugin's ``event_bus`` fixture: the object stays the same, so references
+    app modules hold see the test's state; on exit the bus's state is put back as it was.
+    It lives here because only the bus knows which of its attributes are state.
+    """
+    if bus._stack is not None:
+        raise RuntimeError(
+            f"{bus!r} is running (inside `async with bus` or a lifespan) when the event_bus "
+            "fixture started; start it inside the test instead"
+        )
+    saved: dict[str, Any] = {name: getattr(bus, name) for name in _TEST_STATE}
+    driver.bind(bus)
+    table = bus._table.copy(on_register=driver.check_registration)
+    bus.driver = driver
+    bus.stats = Stats()
+    bus._table = table
+    bus._cache = table._cache
+    bus._intercept = None
+    bus._interceptions = []
+    bus._stack = None
+    bus._unheard = set()
+    bus._lifespans = list(saved["_lifespans"])  # the app's resources still open with the bus
+    try:
+        yield bus
+    finally:
+        for name, value in saved.items():
+            setattr(bus, name, value)
 
 
 def _check_lifespan(factory: Any) -> None:

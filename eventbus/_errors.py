@@ -5,7 +5,8 @@ clauses keep working)::
 
     EventBusError
     ├── RegistrationError (TypeError)        a listener, event key or provider was rejected
-    │   └── ProviderNotFound (ModuleNotFoundError)   the provider module does not exist
+    │   ├── ProviderNotFound (ModuleNotFoundError)   the provider module does not exist
+    │   └── UnresolvedAnnotation             a listener's annotation names no importable event
     ├── FarmNotRunning (RuntimeError)        dispatch on a driver that is not started
     ├── QueueFull                            no room and on_full="raise"
     ├── BrokerError (ConnectionError)        the broker could not take or confirm a job
@@ -19,6 +20,11 @@ clauses keep working)::
 Errors a *listener* raises are never wrapped, with two exceptions that exist so a failure
 can be reported like any other: :class:`ListenerBaseException` (a ``BaseException`` that is
 not an ``Exception`` and not a real cancellation) and :class:`ThreadTimeout`.
+
+Two more ``EventBusError`` subclasses never reach a caller and are not exported:
+``eventbus.drivers._wire.PoisonMessage`` (a body no worker can run; it becomes the dead
+letter's reason) and ``eventbus.cli.make.InvalidName`` (``eventbus make`` reports it as a
+usage error). tests/test_errors_module.py fails for any other exception not defined here.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "QueueFull",
     "RegistrationError",
     "ThreadTimeout",
+    "UnresolvedAnnotation",
     "WorkerCrashed",
 ]
 
@@ -51,6 +58,14 @@ class RegistrationError(EventBusError, TypeError):
 
 class ProviderNotFound(RegistrationError, ModuleNotFoundError):
     """The provider module itself does not exist (not: one of its imports is missing)."""
+
+
+class UnresolvedAnnotation(RegistrationError):
+    """A listener's annotation names something not importable (yet).
+
+    Registration keeps such a listener pending; the first lookup that still cannot resolve
+    the name raises this, saying which listener and which name.
+    """
 
 
 class FarmNotRunning(EventBusError, RuntimeError):
@@ -117,6 +132,7 @@ for _cls in (
     EventBusError,
     RegistrationError,
     ProviderNotFound,
+    UnresolvedAnnotation,
     FarmNotRunning,
     QueueFull,
     BrokerError,

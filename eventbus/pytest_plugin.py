@@ -14,8 +14,6 @@ driver asks for it: ``@pytest.mark.eventbus(driver="rabbitmq")``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
@@ -23,17 +21,13 @@ import eventbus
 
 from . import drivers
 from ._api import peek_bus
-from ._bus import EventBus, Stats
+from ._bus import EventBus, isolated
 from .drivers.base import Driver
 from .testing import EventFake
 
 __all__ = ["event_bus", "event_fake"]
 
 _MARKER = "eventbus"
-
-# What the fixture swaps for the test and puts back afterwards: everything a test can change
-# by registering, dispatching, faking or running. Settings (name, on_failure, ...) stay.
-_STATE = ("driver", "stats", "_table", "_cache", "_fake", "_stack", "_unheard", "_lifespans")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,37 +59,6 @@ def _fresh_driver(spec: Driver | str) -> Driver:
     return drivers.create(spec)
 
 
-@contextmanager
-def _isolated(bus: EventBus, driver: Driver | str) -> Iterator[EventBus]:
-    """``bus`` with its registrations copied, fresh stats, no fake and a fresh ``driver``.
-
-    The object stays the same, so references held by app modules see the test's state; on
-    exit everything in ``_STATE`` is put back as it was.
-    """
-    if bus._stack is not None:
-        raise RuntimeError(
-            f"{bus!r} is running (inside `async with bus` or a lifespan) when the event_bus "
-            "fixture started; start it inside the test instead"
-        )
-    saved: dict[str, Any] = {name: getattr(bus, name) for name in _STATE}
-    fresh = _fresh_driver(driver)
-    fresh.bind(bus)
-    table = bus._table.copy(on_register=fresh.check_registration)
-    bus.driver = fresh
-    bus.stats = Stats()
-    bus._table = table
-    bus._cache = table._cache
-    bus._fake = None
-    bus._stack = None
-    bus._unheard = set()
-    bus._lifespans = list(saved["_lifespans"])  # the app's resources still open with the bus
-    try:
-        yield bus
-    finally:
-        for name, value in saved.items():
-            setattr(bus, name, value)
-
-
 @pytest.fixture
 def event_bus(request: pytest.FixtureRequest) -> Iterator[EventBus]:
     """The default bus, isolated for this test; what the test did to it is undone afterwards.
@@ -112,7 +75,7 @@ def event_bus(request: pytest.FixtureRequest) -> Iterator[EventBus]:
         # Created here, not by get_bus(): that would read QUEUE_DRIVER. It stays the default
         # after the test, since code imported during the test may hold it.
         eventbus.set_bus(EventBus(name="default", driver="async_farm"))
-    with _isolated(eventbus.get_bus(), driver) as bus:
+    with isolated(eventbus.get_bus(), _fresh_driver(driver)) as bus:
         yield bus
 
 

@@ -3,13 +3,15 @@
 ``with bus.fake() as fake:`` (or ``with eventbus.testing.fake() as fake:`` for the default
 bus) makes ``dispatch`` and ``dispatch_now`` of the faked event types record the event and run
 nothing. The assertions fail with a message that shows what *was* dispatched, so a failing
-test explains itself without a debugger.
+test explains itself without a debugger. Fakes use only the bus's public interceptor hook,
+``with bus.intercept(fn):``, which other test doubles can use too.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,8 +42,9 @@ class EventFake:
     """While active, ``dispatch``/``dispatch_now`` of faked event types only record.
 
     ``only=[A, B]`` fakes just those types (others run normally); ``exclude=[C]`` fakes all
-    but those. Both match subclasses, as the dispatch table does. Fakes nest: an event the
-    innermost fake lets through is offered to the one it replaced.
+    but those. Both match subclasses, as the dispatch table does. A fake is the bus's
+    interceptor while active (:meth:`EventBus.intercept`), so fakes nest: an event the
+    innermost fake lets through is offered to the one it covers.
     """
 
     def __init__(
@@ -55,11 +58,10 @@ class EventFake:
         self.exclude = _types(exclude, "exclude") if exclude is not None else ()
         #: Every recorded event, in dispatch order.
         self.events: list[Event] = []
-        self._previous: EventFake | None = None
-        self._active = False
+        self._interception: AbstractContextManager[None] | None = None
 
     def __repr__(self) -> str:
-        state = "active" if self._active else "inactive"
+        state = "active" if self._interception is not None else "inactive"
         return f"<EventFake {self.bus.name} {state}, {len(self.events)} recorded, {_scope(self)}>"
 
     # -- what the bus calls ---------------------------------------------------------------
@@ -71,19 +73,24 @@ class EventFake:
         return not (self.exclude and issubclass(event_type, self.exclude))
 
     def intercept(self, event: Event) -> bool:
-        """Record ``event`` and return True when it is faked; False lets it run."""
+        """Record ``event`` and return True when it is faked; False lets it through.
+
+        The bus's interceptor while the fake is active (:meth:`EventBus.intercept`): what
+        it lets through goes to the fake it covers, if any, then to the listeners.
+        """
         if self.fakes(type(event)):
             self.events.append(event)
             return True
-        return self._previous is not None and self._previous.intercept(event)
+        return False
 
     # -- activation -----------------------------------------------------------------------
 
     def __enter__(self) -> EventFake:
-        if self._active:
+        if self._interception is not None:
             raise RuntimeError(f"{self!r} is already active; create another with bus.fake()")
-        self._previous, self.bus._fake = self.bus._fake, self
-        self._active = True
+        interception = self.bus.intercept(self.intercept)
+        interception.__enter__()
+        self._interception = interception
         return self
 
     def __exit__(
@@ -92,19 +99,9 @@ class EventFake:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._active:
-            return
-        self._active = False
-        # Unlink ourselves even when fakes are left out of order.
-        if self.bus._fake is self:
-            self.bus._fake = self._previous
-        else:
-            inner = self.bus._fake
-            while inner is not None and inner._previous is not self:
-                inner = inner._previous
-            if inner is not None:
-                inner._previous = self._previous
-        self._previous = None
+        interception, self._interception = self._interception, None
+        if interception is not None:
+            interception.__exit__(None, None, None)
 
     def clear(self) -> None:
         """Forget what was recorded so far (e.g. the events of a test's setup)."""

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from eventbus._errors import EventBusError
 from eventbus._event import Event, default_event_name, snake_case
 from eventbus._provider import is_missing
 
@@ -71,8 +72,11 @@ class {cls}(EventListener):
 '''
 
 
-class InvalidName(ValueError):
-    """A name given on the command line cannot become a Python class and module."""
+class InvalidName(EventBusError, ValueError):
+    """A name given on the command line cannot become a Python class and module.
+
+    ``eventbus make`` turns it into a usage error (exit 2).
+    """
 
 
 def class_and_module(name: str, what: str = "name") -> tuple[str, str]:

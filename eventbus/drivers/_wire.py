@@ -64,12 +64,19 @@ class PoisonMessage(EventBusError):
 def event_json(event: Event) -> bytes:
     """The event's pydantic JSON, after checking it decodes back to an equal event."""
     cls = type(event)
+    what = f"cannot send {cls.__qualname__} ({event.event_name!r}) to another process"
     try:
         data = event.model_dump_json().encode()
     except PydanticSerializationError as exc:
+        found = _unserializable(event)
+        culprit = (
+            f"field {found[0]!r} ({type(found[1]).__qualname__}) has no JSON form; pydantic "
+            f"cannot serialize it ({exc})"
+            if found is not None
+            else f"pydantic cannot serialize it to JSON ({exc})"
+        )
         raise EventNotSerializable(
-            f"cannot send {cls.__qualname__} ({event.event_name!r}) to RabbitMQ: pydantic "
-            f"cannot serialize it to JSON ({exc}). Give the field's type a JSON form, e.g. "
+            f"{what}: {culprit}. Give the field's type a JSON form, e.g. "
             "Annotated[ObjectId, PlainSerializer(str, when_used='json'), "
             "BeforeValidator(ObjectId)] (see docs/reliability.md)"
         ) from exc
@@ -82,11 +89,18 @@ def event_json(event: Event) -> bytes:
     try:
         back = cls.model_validate_json(data)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        culprit = (
+            f"field {loc!r} ({_type_at(event, first['loc'])}) does not validate back from "
+            "its JSON form"
+            if loc
+            else "its JSON does not validate back into the event"
+        )
         raise EventNotSerializable(
-            f"cannot send {cls.__qualname__} ({event.event_name!r}) to RabbitMQ: its JSON "
-            f"does not validate back into the event ({exc.error_count()} error(s): "
-            f"{exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}). Add a validator that "
-            "accepts the serialized form (see docs/reliability.md)"
+            f"{what}: {culprit} ({exc.error_count()} error(s), first: {first['msg']}). Add a "
+            "validator that accepts the serialized form, e.g. BeforeValidator(ObjectId) "
+            "(see docs/reliability.md)"
         ) from exc
     if back != event:
         changed = [
@@ -95,12 +109,38 @@ def event_json(event: Event) -> bytes:
             if getattr(back, name, None) != getattr(event, name, None)
         ]
         raise EventNotSerializable(
-            f"cannot send {cls.__qualname__} ({event.event_name!r}) to RabbitMQ: field(s) "
-            f"{changed} do not survive a JSON round trip unchanged, so a worker would see "
-            "different data. Make the type's serializer and validator inverse "
-            "(see docs/reliability.md)"
+            f"{what}: field(s) {changed} do not survive a JSON round trip unchanged, so a "
+            "worker would see different data. Make the type's serializer and validator "
+            "inverse (see docs/reliability.md)"
         )
     return data
+
+
+def _unserializable(model: BaseModel) -> tuple[str, Any] | None:
+    """The dotted path and value of the first field pydantic cannot serialize, if one is.
+
+    Only on the error path: each field is serialized alone, and a nested model is searched
+    for its own field. ``None`` when no single field fails (a model-level serializer).
+    """
+    for name in (*type(model).model_fields, *type(model).model_computed_fields):
+        try:
+            model.model_dump_json(include={name})
+        except PydanticSerializationError:
+            value = getattr(model, name, None)
+            inner = _unserializable(value) if isinstance(value, BaseModel) else None
+            return (f"{name}.{inner[0]}", inner[1]) if inner is not None else (name, value)
+    return None
+
+
+def _type_at(event: Event, loc: tuple[int | str, ...]) -> str:
+    """The type name of the value at a validation error's ``loc`` in the original event."""
+    value: Any = event
+    for part in loc:
+        try:
+            value = value[part] if isinstance(part, int) else getattr(value, part)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return "?"
+    return type(value).__qualname__
 
 
 # -- the round trip, skipped where it is provably exact ------------------------------------
@@ -297,7 +337,7 @@ def encode(
     except (TypeError, ValueError) as exc:
         bad = [k for k, v in context.items() if not _jsonable(v)]
         raise EventNotSerializable(
-            f"cannot send {event_name!r} to RabbitMQ: the eventbus.context value(s) of "
+            f"cannot send {event_name!r} to another process: the eventbus.context value(s) of "
             f"{bad or 'some key'} are not JSON ({exc}); context keys that cross processes "
             "must hold str, int, float, bool, None, lists or dicts of those"
         ) from exc
