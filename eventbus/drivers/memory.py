@@ -110,7 +110,7 @@ class MemoryDriver(Driver):
                 self._tg = tg
                 empty = Context()  # workers hold no context of the caller: only the message's
                 for slot in range(self.concurrency):
-                    empty.run(tg.start_soon, self._worker, name=f"eventbus-memory-{slot}")
+                    empty.run(self._spawn, tg, f"eventbus-memory-{slot}")
                 try:
                     yield
                 finally:
@@ -120,6 +120,9 @@ class MemoryDriver(Driver):
         finally:
             self._tg = None
             self._report_leftovers()
+
+    def _spawn(self, tg: TaskGroup, name: str) -> None:
+        tg.start_soon(self._worker, name=name)
 
     async def _drain(self) -> None:
         if not self._unfinished:
