@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import Context
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import anyio
 from anyio.abc import TaskGroup
@@ -57,6 +57,8 @@ class MemoryDriver(Driver):
     """Jobs through the wire format, run by ``concurrency`` in-process workers."""
 
     name = "memory"
+    #: ``EventBus(driver="memory", drain_timeout=...)`` passes it on (the driver registry).
+    bus_options: ClassVar[frozenset[str]] = frozenset({"drain_timeout"})
 
     def __init__(
         self,
