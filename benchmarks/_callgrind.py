@@ -116,18 +116,21 @@ def _parts() -> dict[str, tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: Tick.model_validate_json(data)
 
     def job_context() -> Callable[[], object]:
-        from eventbus.drivers.rabbitmq.worker import Job, _current_job
+        from eventbus import EventBus
+        from eventbus.drivers._runner import Runner
 
         envelope, _ = _wire.decode_head(body)
+        runner = Runner(EventBus(driver="sync"), max_message_size=1 << 20)
+        return lambda: runner._job_context(envelope, False)
 
-        def body_() -> object:
-            ctx = copy_context()
-            if envelope.context:
-                ctx.run(_context.install, envelope.context)
-            ctx.run(_current_job.set, Job(envelope, False))
-            return ctx
+    def decode() -> Callable[[], object]:
+        from benchmarks.rabbitmq import events
+        from eventbus import EventBus
+        from eventbus.drivers._runner import Names, decode
 
-        return body_
+        names = Names(EventBus(events, driver="sync"))
+        names.load()
+        return lambda: decode(names, body)
 
     return {
         "none": ("nothing (the baseline process)", lambda: lambda: None),
@@ -146,8 +149,15 @@ def _parts() -> dict[str, tuple[str, Callable[[], Callable[[], object]]]]:
             decode_head,
         ),
         "decode_event": ("eventbus: `_wire.decode_event` (validate the body again)", decode_event),
+        "decode": (
+            "eventbus: `_runner.decode` (one parse: head and event, names resolved)",
+            decode,
+        ),
         "raw_decode": ("raw: `Tick.model_validate_json(body)`", raw_decode),
-        "job_context": ("eventbus: `copy_context` + `Job` + `current_job` set", job_context),
+        "job_context": (
+            "eventbus: `copy_context` + context install + `Job` + `current_job` set",
+            job_context,
+        ),
     }
 
 

@@ -26,6 +26,7 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._event import Event
+from ._job import Job, current_job
 from ._listener import EventListener, Listener
 from ._policy import Policy
 from ._provider import load_provider
@@ -46,6 +47,7 @@ __all__ = [
     "EventNotSerializable",
     "EventTooLarge",
     "FarmNotRunning",
+    "Job",
     "JobKilledWorker",
     "Listener",
     "ListenerBaseException",
@@ -60,6 +62,7 @@ __all__ = [
     "UnresolvedAnnotation",
     "WorkerCrashed",
     "context",
+    "current_job",
     "define_key",
     "discover",
     "dispatch",

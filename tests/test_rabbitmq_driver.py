@@ -65,6 +65,35 @@ async def noop(event: Event) -> None:
     pass
 
 
+# Listeners at module level: a wire driver refuses listeners defined inside a function.
+_seen: list[tuple[Any, str | None, int]] = []
+_done: list[anyio.Event] = []
+
+
+class Collect(EventListener):
+    async def handle(self, event: ChatOpened) -> None:
+        job = current_job()
+        assert job is not None
+        _seen.append((event.chat_id, context.get(UserId), job.attempt))
+        _done[-1].set()
+
+
+class Greet(EventListener):
+    async def handle(self, event: Numbered) -> None:
+        _done[-1].set()
+
+
+async def twin(event: Numbered) -> None:
+    pass
+
+
+_first_twin = twin
+
+
+async def twin(event: Numbered) -> None:
+    pass
+
+
 def bus_for(queue: str, events: Any = None, **options: Any) -> EventBus:
     return EventBus(events, driver=RabbitMQDriver(URL_, queue=queue, **options))
 
@@ -109,16 +138,12 @@ def test_two_event_classes_sharing_a_name_are_rejected_naming_both() -> None:
 
 
 def test_two_listeners_with_one_name_are_rejected() -> None:
-    def make() -> Any:
-        async def handler(event: Numbered) -> None:
-            pass
-
-        return handler
-
     bus = EventBus(driver=RabbitMQDriver())
-    bus.listen(Numbered)(make())
-    with pytest.raises(RegistrationError, match=r"two listeners are named .*make\.<locals>"):
-        bus.listen(Numbered)(make())
+    bus.listen(Numbered)(_first_twin)
+    with pytest.raises(
+        RegistrationError, match=r"two listeners are named .*test_rabbitmq_driver\.twin'"
+    ):
+        bus.listen(Numbered)(twin)
 
 
 async def test_dispatch_without_connection_raises_and_says_how() -> None:
@@ -228,16 +253,10 @@ async def test_dispatch_returns_after_confirm_and_unroutable_raises(queue: str) 
 
 
 async def test_worker_in_process_runs_jobs_with_context_and_object_id(queue: str) -> None:
-    seen: list[tuple[Any, str | None, int]] = []
+    seen = _seen
+    seen.clear()
     done = anyio.Event()
-
-    class Collect(EventListener):
-        async def handle(self, event: ChatOpened) -> None:
-            job = current_job()
-            assert job is not None
-            seen.append((event.chat_id, context.get(UserId), job.attempt))
-            done.set()
-
+    _done.append(done)
     producer = bus_for(queue, {ChatOpened: [Collect]})
     oid = ObjectId()
     async with producer:
@@ -260,11 +279,7 @@ async def test_worker_log_records_carry_event_listener_and_attempt(
 ) -> None:
     caplog.set_level(logging.INFO, logger="eventbus")
     done = anyio.Event()
-
-    class Greet(EventListener):
-        async def handle(self, event: Numbered) -> None:
-            done.set()
-
+    _done.append(done)
     unknown_listener = envelope(listener="os.system", attempt=2)
     producer = bus_for(queue, {Numbered: [Greet]})
     async with producer:

@@ -146,17 +146,19 @@ async def test_queue_stats_shows_a_retry_waiting_in_its_delay_queue(
     ]
 
 
+class WaitsTooLong(EventListener):
+    tries = 2
+    backoff = (1.0, 5_000_000.0)  # only the first is used with tries=2: accepted
+
+    async def handle(self, event: Numbered) -> None: ...
+
+
+class WaitsTooLongNow(WaitsTooLong):
+    tries = 3
+
+
 def test_a_backoff_longer_than_the_longest_tier_is_refused_at_registration() -> None:
-    class WaitsTooLong(EventListener):
-        tries = 2
-        backoff = (1.0, 5_000_000.0)  # only the first is used with tries=2: accepted
-
-        async def handle(self, event: Numbered) -> None: ...
-
     EventBus({Numbered: [WaitsTooLong]}, driver=RabbitMQDriver(URL_, queue="unused"))
-
-    class WaitsTooLongNow(WaitsTooLong):
-        tries = 3
 
     with pytest.raises(RegistrationError, match=r"WaitsTooLongNow: backoff 5000000\.0s is longer"):
         EventBus({Numbered: [WaitsTooLongNow]}, driver=RabbitMQDriver(URL_, queue="unused"))

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import anyio
 import pytest
@@ -361,22 +362,35 @@ async def run_worker_until_dead_lettered(bus: EventBus, queue: str) -> Worker:
     return worker
 
 
+# Module level: the rabbitmq driver refuses listeners defined inside a function.
+class WorkerStuck(EventListener):
+    timeout = 0.3
+    gates: ClassVar[list[threading.Event]] = []
+
+    def handle(self, event: Job) -> None:
+        self.gates[-1].wait(GATE_LIMIT)
+
+
+class HangsInFailed(EventListener):
+    timeout = 0.3  # bounds failed() too
+
+    async def handle(self, event: Job) -> None:
+        raise RuntimeError("broken")
+
+    async def failed(self, event: Job, exc: BaseException) -> None:
+        await anyio.sleep_forever()
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_worker_times_out_a_thread_listener_and_dead_letters_it(
     queue: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="eventbus")
     gate = threading.Event()
-
-    class Stuck(EventListener):
-        timeout = 0.3
-
-        def handle(self, event: Job) -> None:
-            gate.wait(GATE_LIMIT)
-
+    WorkerStuck.gates.append(gate)
     try:
         worker = await run_worker_until_dead_lettered(
-            EventBus({Job: [Stuck]}, driver=RabbitMQDriver(URL_, queue=queue)), queue
+            EventBus({Job: [WorkerStuck]}, driver=RabbitMQDriver(URL_, queue=queue)), queue
         )
         assert not gate.is_set()
     finally:
@@ -384,7 +398,7 @@ async def test_a_worker_times_out_a_thread_listener_and_dead_letters_it(
     assert worker.report.failed == 1
     (dead,) = await drain(f"{queue}.dead")
     assert (dead.headers or {}).get("x-eventbus-error-type", "").endswith("ThreadTimeout")
-    await late_end(caplog, "test_threads_and_hooks.test_a_worker_times_out")
+    await late_end(caplog, "test_threads_and_hooks.WorkerStuck")
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -392,16 +406,6 @@ async def test_a_worker_bounds_a_hanging_failed_hook(
     queue: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="eventbus")
-
-    class HangsInFailed(EventListener):
-        timeout = 0.3  # bounds failed() too
-
-        async def handle(self, event: Job) -> None:
-            raise RuntimeError("broken")
-
-        async def failed(self, event: Job, exc: BaseException) -> None:
-            await anyio.sleep_forever()
-
     bus = EventBus({Job: [HangsInFailed]}, driver=RabbitMQDriver(URL_, queue=queue))
     worker = await run_worker_until_dead_lettered(bus, queue)
     assert worker.report.failed == 1

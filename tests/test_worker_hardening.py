@@ -36,6 +36,7 @@ from rabbitmq_app.harness import (
 )
 
 from eventbus import EventBus, context
+from eventbus.drivers._runner import Names
 from eventbus.drivers.rabbitmq import RabbitMQDriver
 from eventbus.worker import ATTEMPTS_HEADER, ERROR_TYPE_HEADER, REASON_HEADER, Worker
 
@@ -284,14 +285,14 @@ async def test_unknown_event_names_do_not_rescan_the_event_classes(
     queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scans = 0
-    load = Worker._load_names
+    load = Names.load
 
-    def counting(self: Worker) -> None:
+    def counting(self: Names) -> None:
         nonlocal scans
         scans += 1
         load(self)
 
-    monkeypatch.setattr(Worker, "_load_names", counting)
+    monkeypatch.setattr(Names, "load", counting)
     unknown = [job(f"no_such_event_{n}", "B1Record", b'{"n":1}', job=f"u{n}") for n in range(30)]
     async with running_worker(queue) as worker:
         await publish(queue, *unknown)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import Context
@@ -26,13 +25,11 @@ import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from yarl import URL
 
-from ... import context as _context
 from ..._checks import check_count, check_seconds
 from ..._errors import BrokerError, FarmNotRunning, RegistrationError
 from ..._event import Event
 from ..._log import NO_JOB, logger
-from ..._names import qualified_name
-from .. import _wire
+from .. import _runner, _wire
 from ..base import Driver
 from .topology import DELAY_TIERS_MS, Topology
 
@@ -61,7 +58,7 @@ URL_ENV = "RABBITMQ_URL"
 QUEUE_ENV = "EVENTBUS_QUEUE"
 
 
-_snapshot = _context.snapshot
+_SIZE_HINT = " (RabbitMQDriver(max_message_size=...))"
 _PERSISTENT_MODE = int(aio_pika.DeliveryMode.PERSISTENT)
 #: Errors after which a publish is retried once the robust connection is back.
 _TRANSIENT = (
@@ -137,8 +134,7 @@ class RabbitMQDriver(Driver):
         self.reconnect_interval = reconnect_interval
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._event_names: dict[str, type] = {}
-        self._listener_names: dict[str, Listener] = {}
+        self._names = _runner.WireNames(self.name)
         self._sendable: set[type] = set()
 
     @property
@@ -166,27 +162,7 @@ class RabbitMQDriver(Driver):
                 f"can delay a retry ({DELAY_TIERS_MS[-1] // 1000}s, its longest delay tier, "
                 "under RabbitMQ's message TTL limit); use a shorter backoff"
             )
-        if isinstance(key, type) and issubclass(key, Event):
-            self._claim_event_name(key, "registering")
-        other = self._listener_names.get(listener.name)
-        if other is not None and other is not listener:
-            raise RegistrationError(
-                f"two listeners are named {listener.name!r} on {self.bus!r}; the rabbitmq "
-                "driver finds listeners by module.qualname, so give one of them another name "
-                "(or define it at module level)"
-            )
-        self._listener_names[listener.name] = listener
-
-    def _claim_event_name(self, cls: type[Event], doing: str) -> None:
-        other = self._event_names.get(cls.event_name)
-        if other is not None and other is not cls:
-            raise RegistrationError(
-                f"{qualified_name(cls)} and {qualified_name(other)} share the event_name "
-                f"{cls.event_name!r} on {self.bus!r} (found while {doing}); the rabbitmq "
-                "driver finds event classes by name, so set a distinct "
-                "`event_name = '...'` on one of them"
-            )
-        self._event_names[cls.event_name] = cls
+        self._names.check(listener, key, self.bus)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -242,34 +218,9 @@ class RabbitMQDriver(Driver):
             raise self._not_connected(f"queue {event.event_name!r}")
         cls = type(event)
         if cls not in self._sendable:
-            self._claim_event_name(cls, "dispatching")
+            self._names.claim_event(cls, self.bus, "dispatching")
             self._sendable.add(cls)
-        data = _wire.event_json(event)
-        snapshot = context.run(_snapshot)
-        event_uuid = _wire.new_event_id()
-        event_id = event_uuid.hex()
-        now = time.time()
-        jobs: list[tuple[str, bytes]] = []
-        for listener in listeners:
-            job = _wire.job_id(event_uuid, listener.name)
-            body = _wire.encode(
-                job=job,
-                event_id=event_id,
-                event_name=event.event_name,
-                listener=listener.name,
-                attempt=1,
-                dispatched_at=now,
-                context=snapshot,
-                data=data,
-            )
-            if len(body) > self.max_message_size:
-                raise _wire.EventTooLarge(
-                    f"cannot queue {cls.__qualname__} ({event.event_name!r}): its message is "
-                    f"{len(body)} bytes, over max_message_size={self.max_message_size}; send "
-                    "a reference (an id or URL) instead of the payload, or raise the limit "
-                    "(RabbitMQDriver(max_message_size=...))"
-                )
-            jobs.append((job, body))
+        jobs = _runner.build(event, listeners, context, self.max_message_size, _SIZE_HINT)
         queue = self.topology.queue
         what = f"{event.event_name!r}"
         if len(jobs) == 1:

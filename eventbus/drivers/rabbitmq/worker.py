@@ -1,8 +1,10 @@
 """The consumer behind ``eventbus work``: run queued RabbitMQ jobs, at least once.
 
 A :class:`Worker` consumes the bus's queue with ``prefetch = concurrency`` and runs each job
-through the same machinery as the in-process farm (:func:`eventbus._listener.run_attempt`:
-the listener's timeout, in a fresh context holding the dispatcher's ``eventbus.context``).
+through the broker-neutral job runner (:mod:`eventbus.drivers._runner`: one decode, the
+listener's timeout, a fresh context holding the dispatcher's ``eventbus.context`` and
+``current_job()``, ``bus.attempt_failed`` for the retry-or-fail decision); this module is the
+aio-pika glue around it: acks, retries published to delay queues, dead letters, isolation.
 A message is acked only after its job finished, or after the copy that replaces it (the
 retry in a delay queue, or the dead-letter) was confirmed by the broker — so a crash at any
 point leaves the job in RabbitMQ, to be redelivered.
@@ -30,29 +32,24 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Mapping
-from contextvars import Context, ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
-from ... import _event
-from ... import context as _context
-from ..._attempt import _drive, run_attempt
 from ..._checks import check_count, check_limit, check_seconds
 from ..._errors import BrokerError, JobKilledWorker, ListenerBaseException, WorkerCrashed
-from ..._event import Event
-from ..._log import NO_JOB, job_record, logger, record
+from ..._job import Job, current_job
+from ..._log import NO_JOB, logger
 from ..._names import qualified_name
 from ..._threads import reserve_threads
-from .. import _wire
+from .. import _runner as wire_runner
 from . import _isolation
 from ._isolation import CRASHES_HEADER
 from .driver import RabbitMQDriver
 
 if TYPE_CHECKING:
     from ..._bus import EventBus
-    from ..._listener import Listener
 
 __all__ = [
     "ATTEMPTS_HEADER",
@@ -70,18 +67,13 @@ __all__ = [
 
 
 #: Headers a dead-lettered message carries (besides ``x-death`` from the broker).
-REASON_HEADER = "x-eventbus-reason"
-ERROR_TYPE_HEADER = "x-eventbus-error-type"
-ERROR_HEADER = "x-eventbus-error"
-ATTEMPTS_HEADER = "x-eventbus-attempts"
-
-#: Reasons and error texts put into headers are cut to this many characters: a header
-#: frame must fit in one AMQP frame, and names in a reason come from the message.
-_MAX_REASON = 1000
+REASON_HEADER = wire_runner.REASON_HEADER
+ERROR_TYPE_HEADER = wire_runner.ERROR_TYPE_HEADER
+ERROR_HEADER = wire_runner.ERROR_HEADER
+ATTEMPTS_HEADER = wire_runner.ATTEMPTS_HEADER
+_MAX_REASON = wire_runner.MAX_REASON
 #: RabbitMQ's largest ``x-message-ttl`` (ms), so the largest retry delay a delay queue holds.
 _MAX_TTL_MS = 2**32 - 1
-#: Distinct unknown context key names a worker warns about (then it stops remembering them).
-_MAX_REPORTED_KEYS = 64
 #: Errors that mean the broker connection, not the message, is at fault: give the job back.
 _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     BrokerError,
@@ -93,39 +85,6 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: Also what escapes an ack or publish whose connection was lost: aiormq cancels them.
 _CONNECTION_ERRORS = (*_BROKER_ERRORS, asyncio.CancelledError)
-
-
-# Their 0.1 import path (eventbus.worker), which names them in logs and in the
-# x-eventbus-error-type header of dead letters.
-
-
-class Job:
-    """The job a listener is running in a worker: ids for idempotency, attempt, timing."""
-
-    __slots__ = ("attempt", "dispatched_at", "event_id", "id", "listener", "redelivered")
-
-    def __init__(self, envelope: _wire.Envelope, redelivered: bool) -> None:
-        self.id = envelope.job_id
-        self.event_id = envelope.event_id
-        self.listener = envelope.listener
-        self.attempt = envelope.attempt
-        self.dispatched_at = envelope.dispatched_at
-        #: The broker delivered this message before (a worker died or disconnected).
-        self.redelivered = redelivered
-
-    def __repr__(self) -> str:
-        return f"<Job {self.id} {self.listener} attempt {self.attempt}>"
-
-
-_current_job: ContextVar[Job | None] = ContextVar("eventbus.worker.job", default=None)
-
-
-def current_job() -> Job | None:
-    """The job being run, inside a listener run by ``eventbus work`` (else ``None``).
-
-    Delivery is at least once: use ``current_job().id`` to make a side effect idempotent.
-    """
-    return _current_job.get()
 
 
 class WorkerReport:
@@ -222,89 +181,22 @@ class Worker:
         self._alone_names: set[str] = set()  # declared: deleted at shutdown when empty
         self._last_copy: AbstractIncomingMessage | None = None
         self._alone: tuple[AbstractIncomingMessage, int, asyncio.Task[Any] | None] | None = None
-        self._listeners: dict[str, Listener] = {}
-        self._events: dict[str, type[Event] | None] = {}
-        self._names_seen: tuple[int, int, int, int] = (-1, -1, -1, -1)
+        self.runner = wire_runner.Runner(
+            bus,
+            max_message_size=self.driver.max_message_size,
+            max_delay=_MAX_TTL_MS / 1000,
+            contain=self._contain,
+            verbose=verbose,
+        )
         self._cancelling = False  # the runners are being cancelled by run() itself
         self._crashed: list[str] = []
         self._crash = asyncio.Event()
-        self._unknown_keys: set[str] = set()
-
-    # -- names -> code, only through the bus's registrations --------------------------------
-
-    def _names_signature(self) -> tuple[int, int, int, int]:
-        """Moves whenever an event class is created or the bus registers something."""
-        table = self.bus._table
-        return (
-            _event.classes_created,
-            len(table._listeners),
-            len(table._by_key),
-            len(table._pending),
-        )
-
-    def _load_names(self) -> None:
-        self._names_seen = self._names_signature()
-        self._listeners = {listener.name: listener for listener in self.bus.listeners()}
-        events: dict[str, type[Event] | None] = {}
-        keys = self.bus.registered_types()
-        roots = [k for k in keys if issubclass(k, Event)]
-        mixins = tuple(k for k in keys if not issubclass(k, Event))
-        seen: set[type] = set()
-        stack: list[type] = [*roots]
-        if mixins:
-            stack.append(Event)
-        while stack:
-            cls = stack.pop()
-            if cls in seen:
-                continue
-            seen.add(cls)
-            stack.extend(cls.__subclasses__())
-            if not issubclass(cls, Event) or not self.bus.routes_for(cls):
-                continue
-            other = events.get(cls.event_name, cls)
-            events[cls.event_name] = cls if other is cls else None  # None: ambiguous
-        self._events = events
-
-    def _resolve(self, envelope: _wire.Envelope) -> tuple[type[Event], Listener]:
-        cls = self._events.get(envelope.event_name, _UNKNOWN)
-        if cls is _UNKNOWN and self._names_signature() != self._names_seen:
-            # An event class was created (or something registered) since the last scan: look
-            # again. Otherwise a rescan could not find more, and would cost a full walk of
-            # the event classes for every message naming an unknown event.
-            self._load_names()
-            cls = self._events.get(envelope.event_name, _UNKNOWN)
-        if cls is _UNKNOWN:
-            raise _wire.PoisonMessage(
-                f"unknown event {_wire._short(envelope.event_name)}: no event class of that "
-                "name has listeners in this worker's provider"
-            )
-        if cls is None:
-            raise _wire.PoisonMessage(
-                f"ambiguous event {envelope.event_name!r}: several event classes of this "
-                "worker share that name"
-            )
-        listener = self._listeners.get(envelope.listener)
-        if listener is None and self._names_signature() != self._names_seen:
-            self._load_names()
-            listener = self._listeners.get(envelope.listener)
-        if listener is None:
-            raise _wire.PoisonMessage(
-                f"unknown listener {_wire._short(envelope.listener)}: not registered in this "
-                "worker's provider"
-            )
-        assert isinstance(cls, type)
-        if listener not in self.bus._table.lookup(cls):
-            raise _wire.PoisonMessage(
-                f"listener {envelope.listener!r} does not listen to {envelope.event_name!r} "
-                "in this worker's provider"
-            )
-        return cls, listener
 
     # -- running ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, hurry: asyncio.Event | None = None) -> WorkerReport:
         """Consume until ``stop`` is set, then shut down gracefully (``hurry``: skip grace)."""
-        self._load_names()
+        self.runner.names.load()
         async with self.bus:
             self._watch_connection()
             channel = await self.driver.connection.channel(publisher_confirms=False)
@@ -330,7 +222,7 @@ class Worker:
                     "eventbus worker consuming queue %r (concurrency %d, %d listener(s))",
                     topology.queue,
                     self.concurrency,
-                    len(self._listeners),
+                    len(self.runner.names.listeners),
                     extra=NO_JOB,
                 )
                 await _first(stop.wait(), self._crash.wait())
@@ -663,38 +555,11 @@ class Worker:
         except aiormq.exceptions.ChannelInvalidStateError:
             self.report.stale += 1
             return
-        body = message.body
-        envelope = None
-        try:
-            envelope, _ = _wire.decode_head(body)
-            cls, listener = self._resolve(envelope)
-            event = _wire.decode_event(cls, body)
-        except (_wire.PoisonMessage, ValueError, TypeError, RecursionError) as exc:
-            reason = exc.reason if isinstance(exc, _wire.PoisonMessage) else repr(exc)
-            extra = NO_JOB if envelope is None else _envelope_record(envelope)
-            await self._dead_letter(message, reason, {}, message.message_id or "", extra)
-            return
-        job = Job(envelope, True)
-        ctx = copy_context()
-        if envelope.context:
-            ctx.run(_context.install, envelope.context)
-        ctx.run(_current_job.set, job)
-        reason = f"crashed its worker {count} times"
-        error = JobKilledWorker(
-            f"job {job.id} ({listener.name} for {event.event_name!r}) {reason}: the worker "
-            "process died (os._exit, a signal, the OOM killer) while running it alone; it "
-            "is not run again"
-        )
-        extra = job_record(event, listener, job.attempt)
-        await _drive(self.bus.job_failed(listener, event, error, job.attempt), ctx)
-        self.report.failed += 1
-        headers: dict[str, Any] = {
-            ERROR_TYPE_HEADER: qualified_name(JobKilledWorker),
-            ERROR_HEADER: str(error)[:1000],
-            ATTEMPTS_HEADER: job.attempt,
-            CRASHES_HEADER: count,
-        }
-        await self._dead_letter(message, reason, headers, envelope.job_id, extra)
+        dead = await self.runner.crashed(message.body, count, job=message.message_id or "")
+        if dead.failed:
+            self.report.failed += 1
+            dead.headers[CRASHES_HEADER] = count
+        await self._dead_letter(message, dead)
 
     async def _escaped(self, message: AbstractIncomingMessage, exc: BaseException) -> None:
         """Something escaped a job: settle its message so it is neither stuck nor lost."""
@@ -729,10 +594,12 @@ class Worker:
         try:
             await self._dead_letter(
                 message,
-                f"worker error: {type(exc).__qualname__}: {exc}",
-                headers,
-                message.message_id or "",
-                NO_JOB,
+                wire_runner.Dead(
+                    f"worker error: {type(exc).__qualname__}: {exc}",
+                    headers,
+                    message.message_id or "",
+                    NO_JOB,
+                ),
             )
         except BaseException as again:
             if isinstance(again, asyncio.CancelledError) and self._cancelling:
@@ -800,170 +667,46 @@ class Worker:
         except aiormq.exceptions.ChannelInvalidStateError:
             self.report.stale += 1  # the broker requeued it already; don't run it twice
             return
-        body = message.body
-        envelope = None
-        try:
-            if len(body) > self.driver.max_message_size:
-                raise _wire.PoisonMessage(
-                    f"message of {len(body)} bytes is over max_message_size="
-                    f"{self.driver.max_message_size}: not run"
-                )
-            envelope, _ = _wire.decode_head(body)
-            cls, listener = self._resolve(envelope)
-            event = _wire.decode_event(cls, body)
-        except _wire.PoisonMessage as exc:
-            extra = NO_JOB if envelope is None else _envelope_record(envelope)
-            await self._dead_letter(message, exc.reason, {}, message.message_id or "", extra)
-            return
-        bus = self.bus
-        stats = bus.stats
         # A suspect's copy lost the broker's flag; its header says it was delivered before.
         headers = message.headers
-        job = Job(
-            envelope, bool(message.redelivered) or bool(headers and CRASHES_HEADER in headers)
+        result = await self.runner.run(
+            message.body,
+            redelivered=bool(message.redelivered) or bool(headers and CRASHES_HEADER in headers),
+            job=message.message_id or "",
         )
-        ctx = copy_context()
-        if envelope.context:
-            ignored = ctx.run(_context.install, envelope.context)
-            if ignored:
-                self._unknown_context(ignored, envelope)
-        ctx.run(_current_job.set, job)
-        started = time.perf_counter() if self.verbose else 0.0
-        stats.running += 1
-        try:
-            error = await self._contain(run_attempt(listener, event, ctx))
-        finally:
-            stats.running -= 1
-        if error is None:
-            stats.succeeded += 1
+        if type(result) is wire_runner.Done:
             self.report.succeeded += 1
-            if self.verbose:
-                logger.info(
-                    "ran %s for %s (job %s, attempt %d) in %.1f ms",
-                    listener.name,
-                    event.event_name,
-                    job.id,
-                    job.attempt,
-                    (time.perf_counter() - started) * 1000,
-                    extra=job_record(event, listener, job.attempt),
-                )
-            await _ack(message, event.event_name, listener.name, job.attempt)  # no dict per job
-            return
-        await self._failed_attempt(message, envelope, event, listener, error, ctx)
+            envelope = result.envelope
+            await _ack(message, envelope.event_name, envelope.listener, envelope.attempt)
+        elif type(result) is wire_runner.Retry:
+            await self._retry(message, result)
+        else:
+            assert isinstance(result, wire_runner.Dead)
+            if result.failed:
+                self.report.failed += 1
+            await self._dead_letter(message, result)
 
-    def _unknown_context(self, names: list[str], envelope: _wire.Envelope) -> None:
-        """Context keys this worker never defined are ignored (never created: memory)."""
-        new = [name for name in names if name not in self._unknown_keys]
-        if not new or len(self._unknown_keys) >= _MAX_REPORTED_KEYS:
-            return
-        self._unknown_keys.update(new[: _MAX_REPORTED_KEYS - len(self._unknown_keys)])
-        logger.warning(
-            "job %s carries eventbus.context key(s) %s that this worker never defined; "
-            "ignoring them (define them with define_key in the worker's code to receive them)",
-            envelope.job_id,
-            ", ".join(_wire._short(name, 60) for name in new[:10]),
-            extra=_envelope_record(envelope),
-        )
-
-    async def _failed_attempt(
-        self,
-        message: AbstractIncomingMessage,
-        envelope: _wire.Envelope,
-        event: Event,
-        listener: Listener,
-        error: BaseException,
-        ctx: Context,
-    ) -> None:
-        policy = listener.policy
-        attempt = envelope.attempt
-        extra = job_record(event, listener, attempt)
-        reason = "failed"
-        if attempt < policy.tries:
-            try:
-                delay = _retry_delay(listener, attempt)
-                body = _wire.encode(
-                    job=envelope.job_id,
-                    event_id=envelope.event_id,
-                    event_name=envelope.event_name,
-                    listener=envelope.listener,
-                    attempt=attempt + 1,
-                    dispatched_at=envelope.dispatched_at,
-                    context=envelope.context,
-                    data=event.model_dump_json().encode(),
-                )
-            except Exception as exc:
-                # No retry can be queued, so this attempt is the last: failed() and the
-                # dead-letter queue, with why, instead of a runner lost to the exception.
-                reason = f"failed; no retry possible: {exc}"
-                logger.error(
-                    "%s: cannot retry job %s (%r); this attempt is its last",
-                    listener.name,
-                    envelope.job_id,
-                    exc,
-                    extra=extra,
-                )
-                return await self._last_attempt(
-                    message, envelope, event, listener, error, ctx, reason
-                )
-            self.bus.job_retrying(listener, event, error, attempt, delay)
-            try:
-                topology = self.driver.topology
-                if delay > 0:
-                    target = await topology.declare_delay(self.driver.connection, delay)
-                else:
-                    target = topology.queue
-                await self.driver.publish(
-                    body, target, message_id=envelope.job_id, what=f"the retry of {envelope!r}"
-                )
-            except _BROKER_ERRORS as exc:
-                why = f"could not queue the retry of {envelope!r}: {exc!r}"
-                await _give_back(message, why, extra)
-                return
-            self.report.retried += 1
-            await _ack(message, **extra)
-            return
-        await self._last_attempt(message, envelope, event, listener, error, ctx, reason)
-
-    async def _last_attempt(
-        self,
-        message: AbstractIncomingMessage,
-        envelope: _wire.Envelope,
-        event: Event,
-        listener: Listener,
-        error: BaseException,
-        ctx: Context,
-        reason: str,
-    ) -> None:
-        attempt = envelope.attempt
-        extra = job_record(event, listener, attempt)
-        # In the job's context, so failed() sees the dispatcher's context and current_job().
-        hook_error = await self._contain(
-            _drive(self.bus.job_failed(listener, event, error, attempt), ctx)
-        )
-        if hook_error is not None:
-            logger.error(
-                "%s.failed() or on_failure raised %r", listener.name, hook_error, extra=extra
+    async def _retry(self, message: AbstractIncomingMessage, retry: wire_runner.Retry) -> None:
+        """Publish the next attempt to its delay queue (confirmed), then ack this one."""
+        envelope = retry.envelope
+        try:
+            topology = self.driver.topology
+            if retry.delay > 0:
+                target = await topology.declare_delay(self.driver.connection, retry.delay)
+            else:
+                target = topology.queue
+            await self.driver.publish(
+                retry.body, target, message_id=envelope.job_id, what=f"the retry of {envelope!r}"
             )
-        self.report.failed += 1
-        # The header names what the listener raised, not eventbus's wrapper around it.
-        shown = error.original if isinstance(error, ListenerBaseException) else error
-        headers: dict[str, Any] = {
-            ERROR_TYPE_HEADER: qualified_name(type(shown)),
-            ERROR_HEADER: str(shown)[:_MAX_REASON],
-            ATTEMPTS_HEADER: attempt,
-        }
-        await self._dead_letter(message, reason, headers, envelope.job_id, extra)
+        except _BROKER_ERRORS as exc:
+            why = f"could not queue the retry of {envelope!r}: {exc!r}"
+            await _give_back(message, why, retry.extra)
+            return
+        self.report.retried += 1
+        await _ack(message, **retry.extra)
 
-    async def _dead_letter(
-        self,
-        message: AbstractIncomingMessage,
-        reason: str,
-        headers: dict[str, Any],
-        job: str,
-        extra: Mapping[str, Any],
-    ) -> None:
-        reason = reason[:_MAX_REASON]
-        headers[REASON_HEADER] = reason
+    async def _dead_letter(self, message: AbstractIncomingMessage, dead: wire_runner.Dead) -> None:
+        reason, job, extra = dead.reason, dead.job, dead.extra
         if reason != "failed":
             logger.error(
                 "dead-lettering message %s from queue %r: %s",
@@ -977,7 +720,7 @@ class Worker:
                 message.body,
                 self.driver.topology.dead,
                 message_id=job or f"dead-{time.time_ns()}",
-                headers=headers,
+                headers=dead.headers,
                 what=f"the dead-letter of {job or 'a message'}",
             )
         except _BROKER_ERRORS as exc:
@@ -985,10 +728,6 @@ class Worker:
             return
         self.report.dead_lettered += 1
         await _ack(message, **extra)
-
-
-class _Unknown:
-    pass
 
 
 async def _first(*awaitables: Awaitable[Any]) -> None:
@@ -999,24 +738,6 @@ async def _first(*awaitables: Awaitable[Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _retry_delay(listener: Listener, attempt: int) -> float:
-    """The listener's delay before the next attempt, checked: a delay queue must hold it.
-
-    Registration refuses bad backoffs, but a worker must not trust that (another version of
-    the code, a policy changed at runtime).
-    """
-    delay = listener.policy.delay(attempt)
-    if not 0 <= delay * 1000 <= _MAX_TTL_MS:  # also false for NaN
-        raise ValueError(
-            f"the backoff of {listener.name} after attempt {attempt} is {delay!r}s; a retry "
-            f"delay must be a finite number of seconds from 0 to {_MAX_TTL_MS // 1000}"
-        )
-    return delay
-
-
-_UNKNOWN: Any = _Unknown()
 
 
 async def _ack(
@@ -1049,8 +770,3 @@ async def _give_back(message: AbstractIncomingMessage, why: str, extra: Mapping[
     # A closed channel has returned the message to the queue already.
     with contextlib.suppress(*_BROKER_ERRORS):
         await message.nack(requeue=True)
-
-
-def _envelope_record(envelope: _wire.Envelope) -> dict[str, Any]:
-    """What a job's envelope names, for a message that cannot be run (no event, no listener)."""
-    return record(envelope.event_name, envelope.listener, envelope.attempt)
