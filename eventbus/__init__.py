@@ -25,6 +25,7 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._event import Event
+from ._job import Job, current_job
 from ._listener import EventListener, Listener
 from ._policy import Policy
 from ._provider import load_provider
@@ -45,6 +46,7 @@ __all__ = [
     "EventNotSerializable",
     "EventTooLarge",
     "FarmNotRunning",
+    "Job",
     "JobKilledWorker",
     "Listener",
     "ListenerBaseException",
@@ -58,6 +60,7 @@ __all__ = [
     "ThreadTimeout",
     "WorkerCrashed",
     "context",
+    "current_job",
     "define_key",
     "discover",
     "dispatch",

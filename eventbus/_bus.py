@@ -17,6 +17,7 @@ from ._defer import deferred as _deferred
 from ._defer import deferring
 from ._errors import RegistrationError, ThreadTimeout
 from ._event import Event
+from ._job import LocalJob, _current
 from ._listener import EventListener, Listener
 from ._log import job_record, logger, record
 from ._names import qualified_name
@@ -37,6 +38,7 @@ T = TypeVar("T")
 FailureCallback = Callable[[Event, Listener, BaseException], Awaitable[None] | None]
 EventsMapping = Mapping[Any, Iterable[Any]]
 LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
+_set_job = _current.set
 
 
 def _make_driver(
@@ -236,6 +238,20 @@ class EventBus:
         """Every compiled listener, in registration order."""
         return self._table.all_listeners()
 
+    def lookup(self, event_type: type) -> tuple[Listener, ...]:
+        """The compiled listeners an event of ``event_type`` reaches, in order (for drivers)."""
+        return self._table.lookup(event_type)
+
+    def registered_on(self, event_type: type) -> set[Listener]:
+        """The listeners registered so far on ``event_type``'s MRO, annotations still pending
+        left out: safe to call from :meth:`Driver.check_registration`."""
+        return self._table.registered_on(event_type)
+
+    def registration_mark(self) -> tuple[int, int, int]:
+        """Changes whenever something is registered: a worker caching names rescans then."""
+        table = self._table
+        return (len(table._listeners), len(table._by_key), len(table._pending))
+
     # -- dispatching ----------------------------------------------------------------------
 
     def _listeners_of(self, event: Any) -> tuple[Listener, ...]:
@@ -271,8 +287,15 @@ class EventBus:
         errors: list[Exception] | None = None
         stats = self.stats
         exc: Exception | None
+        first: LocalJob | None = None
         for listener in listeners:
             ctx = copy_context()
+            job = LocalJob(listener, event, ctx, 1)
+            if first is None:
+                first = job
+            else:
+                job.share_event_with(first)
+            ctx.run(_set_job, job)
             stats.running += 1
             try:
                 outcome = start_attempt(listener, event, ctx)
@@ -286,7 +309,7 @@ class EventBus:
             if exc is None:
                 stats.succeeded += 1
                 continue
-            await self.job_failed(listener, event, exc, 1)
+            await self.attempt_failed(listener, event, exc, 1, ctx, last=True)
             exc.add_note(f"raised by listener {listener.name} handling {event.event_name!r}")
             if errors is None:
                 errors = []
