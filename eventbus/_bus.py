@@ -290,7 +290,7 @@ class EventBus:
         first: LocalJob | None = None
         for listener in listeners:
             ctx = copy_context()
-            job = LocalJob(listener, event, ctx, 1)
+            job = LocalJob(listener, event, 1)
             if first is None:
                 first = job
             else:

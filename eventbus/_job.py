@@ -94,10 +94,12 @@ class LocalJob(Job):
     dispatched_at = None
     redelivered = False
 
-    def __init__(self, compiled: Listener, event: Event, context: Context, attempt: int) -> None:
+    def __init__(self, compiled: Listener, event: Event, attempt: int) -> None:
+        # No context here: the job is the value of a ContextVar in it, and a job holding its
+        # context back would make a cycle per job for the gc. A driver queueing jobs sets
+        # ``context`` and deletes it when the job is done.
         self.compiled = compiled
         self.event = event
-        self.context = context
         self.attempt = attempt
 
     def share_event_with(self, first: LocalJob) -> None:

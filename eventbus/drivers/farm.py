@@ -60,7 +60,8 @@ _set_job = _current.set
 
 def _job_of(listener: Listener, event: Event, context: Context, first: Job) -> Job:
     """A job after the first of one dispatch: its own context copy, the first's event id."""
-    job = Job(listener, event, context, 1)
+    job = Job(listener, event, 1)
+    job.context = context
     job.share_event_with(first)
     context.run(_set_job, job)
     return job
@@ -308,7 +309,8 @@ class AsyncFarm(Driver):
         jobs = self._jobs
         count = len(listeners)
         if len(jobs) + count <= self.max_queue:  # the fast path: room for all, never yields
-            job = Job(listeners[0], event, context, 1)
+            job = Job(listeners[0], event, 1)
+            job.context = context
             context.run(_set_job, job)
             jobs.append(job)
             if count == 1:  # _accepted(1) inlined: the common case pays no extra call
@@ -339,7 +341,8 @@ class AsyncFarm(Driver):
     async def _submit_waiting(
         self, event: Event, listeners: tuple[Listener, ...], context: Context
     ) -> None:
-        first = Job(listeners[0], event, context, 1)
+        first = Job(listeners[0], event, 1)
+        first.context = context
         context.run(_set_job, first)
         pending = deque([first])
         pending.extend(_job_of(lst, event, context.copy(), first) for lst in listeners[1:])
@@ -475,6 +478,7 @@ class AsyncFarm(Driver):
                 stats.running -= 1
             if exc is None:
                 stats.succeeded += 1
+                del job.context  # the job is its context's current_job(): no cycle left
                 self._unfinished -= 1  # _finish() inlined for the common case
                 if not self._unfinished and self._joiners:
                     joiners, self._joiners = self._joiners, []
@@ -553,6 +557,7 @@ class AsyncFarm(Driver):
             )
         finally:
             if delay is None:  # final (already reported), or the report itself raised
+                del job.context
                 self._finish()
         if delay is None:
             return

@@ -26,7 +26,7 @@ class SyncDriver(Driver):
         contexts = [context] + [context.copy() for _ in listeners[1:]]
         first: LocalJob | None = None
         for listener, ctx in zip(listeners, contexts, strict=True):
-            job = LocalJob(listener, event, ctx, 1)
+            job = LocalJob(listener, event, 1)
             if first is None:
                 first = job
             else:
