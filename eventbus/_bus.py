@@ -17,7 +17,6 @@ from ._defer import deferred as _deferred
 from ._defer import deferring
 from ._errors import RegistrationError, ThreadTimeout
 from ._event import Event
-from ._job import LocalJob, _current
 from ._listener import EventListener, Listener
 from ._log import job_record, logger, record
 from ._names import qualified_name
@@ -38,7 +37,6 @@ T = TypeVar("T")
 FailureCallback = Callable[[Event, Listener, BaseException], Awaitable[None] | None]
 EventsMapping = Mapping[Any, Iterable[Any]]
 LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
-_set_job = _current.set
 
 
 def _make_driver(
@@ -287,15 +285,8 @@ class EventBus:
         errors: list[Exception] | None = None
         stats = self.stats
         exc: Exception | None
-        first: LocalJob | None = None
         for listener in listeners:
             ctx = copy_context()
-            job = LocalJob(listener, event, 1)
-            if first is None:
-                first = job
-            else:
-                job.share_event_with(first)
-            ctx.run(_set_job, job)
             stats.running += 1
             try:
                 outcome = start_attempt(listener, event, ctx)

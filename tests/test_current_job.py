@@ -1,4 +1,4 @@
-"""Issue 11 #4: ``eventbus.current_job()`` while a listener runs on farm, sync and dispatch_now.
+"""Issue 11 #4: ``eventbus.current_job()`` while a listener runs on the farm and sync drivers.
 
 ``.id`` is stable for one event x listener across retries and distinct per listener,
 ``.event_id`` is shared by the jobs of one dispatch, ``.attempt`` counts, and the job is
@@ -78,10 +78,10 @@ async def test_same_id_across_retries_and_visible_in_failed(kind: str) -> None:
     assert eventbus.current_job() is None
 
 
-@pytest.mark.parametrize("kind", ["async_farm", "sync", "dispatch_now"])
+@pytest.mark.parametrize("kind", ["async_farm", "sync"])
 async def test_distinct_per_listener_shared_event_id_none_outside(kind: str) -> None:
     seen: dict[str, Seen] = {}
-    bus = EventBus(driver="sync" if kind == "sync" else "async_farm")
+    bus = EventBus(driver=kind)
 
     @bus.listen(Order)
     async def first(event: Order) -> None:
@@ -96,9 +96,7 @@ async def test_distinct_per_listener_shared_event_id_none_outside(kind: str) -> 
         seen["third"] = _seen()
 
     assert eventbus.current_job() is None
-    if kind == "dispatch_now":
-        await bus.dispatch_now(Order(n=1))
-    elif kind == "sync":
+    if kind == "sync":
         await bus.dispatch(Order(n=1))
     else:
         async with bus:
@@ -112,25 +110,6 @@ async def test_distinct_per_listener_shared_event_id_none_outside(kind: str) -> 
         eventbus._names.qualified_name(f) for f in (first, second, third)
     }
     assert all(s[2] == 1 for s in seen.values())
-
-
-async def test_dispatch_now_failure_reports_the_job_in_failed() -> None:
-    seen: list[Seen] = []
-    in_failed: list[Seen] = []
-
-    class Boom(EventListener):
-        async def handle(self, event: Order) -> None:
-            seen.append(_seen())
-            raise RuntimeError("boom")
-
-        async def failed(self, event: Order, exc: BaseException) -> None:
-            in_failed.append(_seen())
-
-    bus = EventBus()
-    bus.listen(Order)(Boom)
-    with pytest.raises(ExceptionGroup):
-        await bus.dispatch_now(Order(n=1))
-    assert in_failed == seen and len(seen) == 1
 
 
 async def test_a_follow_up_gets_its_own_job() -> None:
