@@ -230,6 +230,20 @@ class EventBus:
         """Every compiled listener, in registration order."""
         return self._table.all_listeners()
 
+    def lookup(self, event_type: type) -> tuple[Listener, ...]:
+        """The compiled listeners an event of ``event_type`` reaches, in order (for drivers)."""
+        return self._table.lookup(event_type)
+
+    def registered_on(self, event_type: type) -> set[Listener]:
+        """The listeners registered so far on ``event_type``'s MRO, annotations still pending
+        left out: safe to call from :meth:`Driver.check_registration`."""
+        return self._table.registered_on(event_type)
+
+    def registration_mark(self) -> tuple[int, int, int]:
+        """Changes whenever something is registered: a worker caching names rescans then."""
+        table = self._table
+        return (len(table._listeners), len(table._by_key), len(table._pending))
+
     # -- dispatching ----------------------------------------------------------------------
 
     def _listeners_of(self, event: Any) -> tuple[Listener, ...]:
@@ -280,7 +294,7 @@ class EventBus:
             if exc is None:
                 stats.succeeded += 1
                 continue
-            await self.job_failed(listener, event, exc, 1)
+            await self.attempt_failed(listener, event, exc, 1, ctx, last=True)
             exc.add_note(f"raised by listener {listener.name} handling {event.event_name!r}")
             if errors is None:
                 errors = []

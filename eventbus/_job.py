@@ -6,9 +6,16 @@ stable for one event x listener across retries and redeliveries.
 
 from __future__ import annotations
 
+import threading
+import uuid
 from contextvars import Context, ContextVar
+from typing import TYPE_CHECKING
 
-__all__ = ["Job", "current_job", "set_current_job"]
+if TYPE_CHECKING:
+    from ._event import Event
+    from ._listener import Listener
+
+__all__ = ["Job", "LocalJob", "current_job", "set_current_job"]
 
 
 class Job:
@@ -64,3 +71,75 @@ def current_job() -> Job | None:
 def set_current_job(ctx: Context, job: Job | None) -> None:
     """For drivers: make ``job`` what ``current_job()`` returns inside ``ctx``."""
     ctx.run(_current.set, job)
+
+
+class LocalJob(Job):
+    """A job run in this process (farm, sync, ``dispatch_now``): its ids are made when read.
+
+    The drivers' hot paths build one per job, so it holds only what they have at hand (the
+    compiled listener, the event, the job's context, the attempt); ``id`` and ``event_id`` are
+    uuids (as the wire's) drawn on first read, and the jobs of one ``dispatch`` after the first
+    point at it (``share_event_with``) for their shared ``event_id``.
+    """
+
+    __slots__ = ("_event_id", "_id", "_origin", "compiled", "context", "event")
+
+    compiled: Listener
+    event: Event
+    context: Context
+    _origin: LocalJob
+    _event_id: uuid.UUID
+    _id: str
+
+    dispatched_at = None
+    redelivered = False
+
+    def __init__(self, compiled: Listener, event: Event, attempt: int) -> None:
+        # No context here: the job is the value of a ContextVar in it, and a job holding its
+        # context back would make a cycle per job for the gc. A driver queueing jobs sets
+        # ``context`` and deletes it when the job is done.
+        self.compiled = compiled
+        self.event = event
+        self.attempt = attempt
+
+    def share_event_with(self, first: LocalJob) -> None:
+        """This job and ``first`` come from one ``dispatch``: the same ``event_id``."""
+        self._origin = first
+
+    @property
+    def listener(self) -> str:  # type: ignore[override]
+        return self.compiled.name
+
+    @property
+    def event_name(self) -> str:  # type: ignore[override]
+        return self.event.event_name
+
+    @property
+    def event_id(self) -> str:  # type: ignore[override]
+        return self._event_uuid().hex
+
+    @property
+    def id(self) -> str:  # type: ignore[override]
+        try:
+            return self._id
+        except AttributeError:
+            pass
+        made = uuid.uuid5(self._event_uuid(), self.compiled.name).hex  # the same in every thread
+        self._id = made
+        return made
+
+    def _event_uuid(self) -> uuid.UUID:
+        origin: LocalJob = getattr(self, "_origin", self)
+        try:
+            return origin._event_id
+        except AttributeError:
+            pass
+        with _lazy:  # thread listeners may read it at once: one uuid per dispatch, not two
+            try:
+                return origin._event_id
+            except AttributeError:
+                origin._event_id = uuid.uuid4()
+                return origin._event_id
+
+
+_lazy = threading.Lock()

@@ -10,9 +10,7 @@ from contextvars import Context
 import anyio
 
 from eventbus import Event, FarmNotRunning, Listener, RegistrationError
-from eventbus._attempt import run_attempt
-from eventbus._job import Job, set_current_job
-from eventbus.drivers.base import Driver
+from eventbus.drivers.base import Driver, Job, run_attempt, set_current_job
 
 Item = tuple[Listener, Event, Context, Job]
 

@@ -39,8 +39,8 @@ from .._names import qualified_name
 from . import _wire
 
 if TYPE_CHECKING:
-    from .._bus import EventBus
     from .._listener import Listener
+    from .base import Bus
 
 __all__ = [
     "ATTEMPTS_HEADER",
@@ -80,7 +80,7 @@ class WireNames:
         self.events: dict[str, type] = {}
         self.listeners: dict[str, Listener] = {}
 
-    def check_listener(self, listener: Listener, bus: EventBus) -> None:
+    def check_listener(self, listener: Listener, bus: Bus) -> None:
         name = listener.name
         if "<locals>" in name:
             raise RegistrationError(
@@ -97,7 +97,7 @@ class WireNames:
             )
         self.listeners[name] = listener
 
-    def claim_event(self, cls: type[Event], bus: EventBus, doing: str) -> None:
+    def claim_event(self, cls: type[Event], bus: Bus, doing: str) -> None:
         other = self.events.get(cls.event_name)
         if other is not None and other is not cls:
             raise RegistrationError(
@@ -108,7 +108,7 @@ class WireNames:
             )
         self.events[cls.event_name] = cls
 
-    def check(self, listener: Listener, key: type, bus: EventBus) -> None:
+    def check(self, listener: Listener, key: type, bus: Bus) -> None:
         """``Driver.check_registration`` for a wire driver."""
         if isinstance(key, type) and issubclass(key, Event):
             self.claim_event(key, bus, "registering")
@@ -175,7 +175,7 @@ _UNKNOWN: Any = _Unknown()
 class Names:
     """Event classes and listeners of the worker's own bus, by the names messages carry."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.listeners: dict[str, Listener] = {}
         self.events: dict[str, type[Event] | None] = {}
@@ -183,13 +183,7 @@ class Names:
 
     def _signature(self) -> tuple[int, int, int, int]:
         """Moves whenever an event class is created or the bus registers something."""
-        table = self.bus._table
-        return (
-            _event.classes_created,
-            len(table._listeners),
-            len(table._by_key),
-            len(table._pending),
-        )
+        return (_event.classes_created, *self.bus.registration_mark())
 
     def load(self) -> None:
         bus = self.bus
@@ -250,7 +244,7 @@ class Names:
                 f"unknown listener {_wire._short(listener_name)}: not registered in this "
                 "worker's provider"
             )
-        if listener not in self.bus._table.lookup(cls):
+        if listener not in self.bus.lookup(cls):
             raise _wire.PoisonMessage(
                 f"listener {listener_name!r} does not listen to {event_name!r} "
                 "in this worker's provider"
@@ -455,7 +449,7 @@ class Runner:
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: Bus,
         *,
         max_message_size: int,
         max_delay: float = math.inf,

@@ -27,6 +27,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._attempt import clear_self_cancel, start_attempt
 from .._checks import check_count, check_limit
 from .._errors import FarmNotRunning, ListenerBaseException, QueueFull, RegistrationError
+from .._job import LocalJob as Job
+from .._job import _current
 from .._log import NO_JOB, job_record, logger
 from .._names import qualified_name
 from .._threads import reserve_threads
@@ -51,17 +53,18 @@ _CHECK_EVERY = 8
 #: What :meth:`AsyncFarm._escaped` returns when the job stopped the farm.
 _STOPPED = BaseException("the farm stopped")
 
+#: ``current_job()`` is set once per job, in its context, when it is queued: a retry runs the
+#: same (mutable) job, so nothing is set per attempt.
+_set_job = _current.set
 
-class Job:
-    """One listener run for one event, with its own context and attempt number."""
 
-    __slots__ = ("attempt", "context", "event", "listener")
-
-    def __init__(self, listener: Listener, event: Event, context: Context, attempt: int) -> None:
-        self.listener = listener
-        self.event = event
-        self.context = context
-        self.attempt = attempt
+def _job_of(listener: Listener, event: Event, context: Context, first: Job) -> Job:
+    """A job after the first of one dispatch: its own context copy, the first's event id."""
+    job = Job(listener, event, 1)
+    job.context = context
+    job.share_event_with(first)
+    context.run(_set_job, job)
+    return job
 
 
 class AsyncFarm(Driver):
@@ -119,12 +122,12 @@ class AsyncFarm(Driver):
         """
         if self.on_full != "raise":
             return
-        table = self.bus._table
+        bus = self.bus
         stack = [key]
         while stack:  # key and every subclass of it: they all hear this listener
             cls = stack.pop()
             stack.extend(cls.__subclasses__())
-            count = len(table.registered_on(cls) | {listener})
+            count = len(bus.registered_on(cls) | {listener})
             if count > self.max_queue:
                 raise RegistrationError(
                     f"{listener.name} cannot listen to {qualified_name(cls)}: that event type "
@@ -270,7 +273,7 @@ class AsyncFarm(Driver):
                 name,
                 self.drain_timeout,
                 exc_info=exc,
-                extra=job_record(job.event, job.listener, job.attempt),
+                extra=job_record(job.event, job.compiled, job.attempt),
             )
             if self._body is not None:
                 self._body.cancel()
@@ -288,7 +291,7 @@ class AsyncFarm(Driver):
             self.bus.stats.queued -= 1
             self._finish()
             self.bus.job_dropped(
-                job.listener, job.event, "queued", job.attempt, reason=self._drop_reason
+                job.compiled, job.event, "queued", job.attempt, reason=self._drop_reason
             )
 
     # -- producing ------------------------------------------------------------------------
@@ -307,16 +310,18 @@ class AsyncFarm(Driver):
         jobs = self._jobs
         count = len(listeners)
         if len(jobs) + count <= self.max_queue:  # the fast path: room for all, never yields
+            job = Job(listeners[0], event, 1)
+            job.context = context
+            context.run(_set_job, job)
+            jobs.append(job)
             if count == 1:  # _accepted(1) inlined: the common case pays no extra call
-                jobs.append(Job(listeners[0], event, context, 1))
                 self._unfinished += 1
                 self.bus.stats.queued += 1
                 if self._idle:
                     self._idle.popleft().set()
                 return
-            jobs.append(Job(listeners[0], event, context, 1))
             for listener in listeners[1:]:
-                jobs.append(Job(listener, event, context.copy(), 1))
+                jobs.append(_job_of(listener, event, context.copy(), job))
             self._accepted(count)
             return
         if self.on_full == "raise":
@@ -337,10 +342,11 @@ class AsyncFarm(Driver):
     async def _submit_waiting(
         self, event: Event, listeners: tuple[Listener, ...], context: Context
     ) -> None:
-        pending = deque(
-            Job(listener, event, context if i == 0 else context.copy(), 1)
-            for i, listener in enumerate(listeners)
-        )
+        first = Job(listeners[0], event, 1)
+        first.context = context
+        context.run(_set_job, first)
+        pending = deque([first])
+        pending.extend(_job_of(lst, event, context.copy(), first) for lst in listeners[1:])
         total = len(pending)
         # One of our own workers dispatching a follow-up: if every other worker is waiting
         # to dispatch too, nothing would ever make room, so it goes past max_queue instead.
@@ -378,7 +384,7 @@ class AsyncFarm(Driver):
         if len(pending) == total:
             return  # none of it was queued: dispatch raises, nothing to report
         for job in pending:
-            self.bus.job_dropped(job.listener, job.event, "not queued", 1, reason=reason)
+            self.bus.job_dropped(job.compiled, job.event, "not queued", 1, reason=reason)
 
     def _pass_room_on(self, waiter: anyio.Event) -> None:
         # A cancelled producer must not swallow the wake-up meant for the next one.
@@ -456,7 +462,7 @@ class AsyncFarm(Driver):
             stats.queued -= 1
             stats.running += 1
             try:
-                outcome = start_attempt(job.listener, job.event, job.context)
+                outcome = start_attempt(job.compiled, job.event, job.context)
                 if outcome is None or isinstance(outcome, Exception):
                     exc = outcome
                 else:
@@ -473,6 +479,7 @@ class AsyncFarm(Driver):
                 stats.running -= 1
             if exc is None:
                 stats.succeeded += 1
+                del job.context  # the job is its context's current_job(): no cycle left
                 self._unfinished -= 1  # _finish() inlined for the common case
                 if not self._unfinished and self._joiners:
                     joiners, self._joiners = self._joiners, []
@@ -507,10 +514,10 @@ class AsyncFarm(Driver):
         """
         if isinstance(error, KeyboardInterrupt | SystemExit):
             self._finish()
-            where = f"listener {job.listener.name} handling {job.event.event_name!r}"
+            where = f"listener {job.compiled.name} handling {job.event.event_name!r}"
             self._stop(job, error, where)
             self.bus.job_dropped(
-                job.listener,
+                job.compiled,
                 job.event,
                 "running",
                 job.attempt,
@@ -520,7 +527,7 @@ class AsyncFarm(Driver):
         if anyio.current_effective_deadline() == -math.inf:
             self._finish()
             self.bus.job_dropped(
-                job.listener, job.event, "running", job.attempt, reason=self._drop_reason
+                job.compiled, job.event, "running", job.attempt, reason=self._drop_reason
             )
             return None
         # Nothing cancelled the farm: the listener cancelled the worker's task itself.
@@ -530,29 +537,31 @@ class AsyncFarm(Driver):
     def _hook_escaped(self, job: Job, error: BaseException) -> None:
         """A BaseException from ``failed()`` or ``on_failure``: never the end of a worker."""
         if isinstance(error, KeyboardInterrupt | SystemExit):
-            self._stop(job, error, f"a failure hook of {job.listener.name}")
+            self._stop(job, error, f"a failure hook of {job.compiled.name}")
             return
         if anyio.current_effective_deadline() == -math.inf:
             raise error
         clear_self_cancel()
         logger.error(
             "a failure hook of %s raised %r while handling the failure of %s; ignored",
-            job.listener.name,
+            job.compiled.name,
             error,
             job.event.event_name,
-            extra=job_record(job.event, job.listener, job.attempt),
+            extra=job_record(job.event, job.compiled, job.attempt),
         )
 
     async def _failed_attempt(self, job: Job, exc: BaseException) -> None:
-        policy = job.listener.policy
-        if job.attempt >= policy.tries:
-            try:
-                await self.bus.job_failed(job.listener, job.event, exc, job.attempt)
-            finally:
+        delay: float | None = None
+        try:
+            delay = await self.bus.attempt_failed(
+                job.compiled, job.event, exc, job.attempt, job.context
+            )
+        finally:
+            if delay is None:  # final (already reported), or the report itself raised
+                del job.context
                 self._finish()
+        if delay is None:
             return
-        delay = policy.delay(job.attempt)
-        self.bus.job_retrying(job.listener, job.event, exc, job.attempt, delay)
         job.attempt += 1
         self.bus.stats.queued += 1
         if delay <= 0:
@@ -572,7 +581,7 @@ class AsyncFarm(Driver):
                 self.bus.stats.queued -= 1
                 self._finish()
                 self.bus.job_dropped(
-                    job.listener,
+                    job.compiled,
                     job.event,
                     "waiting to retry",
                     job.attempt,

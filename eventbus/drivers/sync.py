@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from contextvars import Context
-from typing import TYPE_CHECKING
 
 import anyio
 
-from .._attempt import run_attempt
-from .base import Driver
-
-if TYPE_CHECKING:
-    from .._event import Event
-    from .._listener import Listener
+from .base import Driver, Event, Listener, LocalJob, run_attempt, set_current_job
 
 __all__ = ["SyncDriver"]
 
@@ -30,8 +24,14 @@ class SyncDriver(Driver):
         bus = self.bus
         # Copies are taken up front so no listener sees another's changes.
         contexts = [context] + [context.copy() for _ in listeners[1:]]
+        first: LocalJob | None = None
         for listener, ctx in zip(listeners, contexts, strict=True):
-            attempt = 1
+            job = LocalJob(listener, event, 1)
+            if first is None:
+                first = job
+            else:
+                job.share_event_with(first)
+            set_current_job(ctx, job)  # the same job (its attempt moving) across retries
             while True:
                 bus.stats.running += 1
                 try:
@@ -41,10 +41,8 @@ class SyncDriver(Driver):
                 if exc is None:
                     bus.stats.succeeded += 1
                     break
-                if attempt >= listener.policy.tries:
-                    await bus.job_failed(listener, event, exc, attempt)
+                delay = await bus.attempt_failed(listener, event, exc, job.attempt, ctx)
+                if delay is None:
                     break
-                delay = listener.policy.delay(attempt)
-                bus.job_retrying(listener, event, exc, attempt, delay)
-                attempt += 1
+                job.attempt += 1
                 await anyio.sleep(delay)
