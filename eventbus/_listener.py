@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ._errors import RegistrationError, ThreadTimeout
 from ._event import Event
+from ._job import _current, current_job
 from ._names import qualified_name
 from ._policy import Policy
 from ._threads import EXPIRED, ThreadRun, run_in_thread
@@ -230,7 +231,10 @@ async def _run_sync(listener: Listener, fn: Callable[[Event], Any], event: Event
     # A copy of the (already per-listener) context, because a Context can only be entered
     # by one thread at a time and the calling task may still be inside ours.
     timeout = listener.policy.timeout
-    result = await run_in_thread(run, timeout, copy_context().run, fn, event)
+    ctx = copy_context()
+    if _current.get() is None and (job := current_job()) is not None:
+        ctx.run(_current.set, job)  # the farm registers jobs per task: the thread has none
+    result = await run_in_thread(run, timeout, ctx.run, fn, event)
     if result is EXPIRED:
         raise ThreadTimeout(
             f"{listener.name} did not return within its timeout of {timeout}s handling "

@@ -28,7 +28,7 @@ from .._attempt import clear_self_cancel, start_attempt
 from .._checks import check_count, check_limit
 from .._errors import FarmNotRunning, ListenerBaseException, QueueFull, RegistrationError
 from .._job import LocalJob as Job
-from .._job import _current
+from .._job import running_by_task
 from .._log import NO_JOB, job_record, logger
 from .._names import qualified_name
 from .._threads import reserve_threads
@@ -53,17 +53,12 @@ _CHECK_EVERY = 8
 #: What :meth:`AsyncFarm._escaped` returns when the job stopped the farm.
 _STOPPED = BaseException("the farm stopped")
 
-#: ``current_job()`` is set once per job, in its context, when it is queued: a retry runs the
-#: same (mutable) job, so nothing is set per attempt.
-_set_job = _current.set
-
 
 def _job_of(listener: Listener, event: Event, context: Context, first: Job) -> Job:
     """A job after the first of one dispatch: its own context copy, the first's event id."""
     job = Job(listener, event, 1)
     job.context = context
     job.share_event_with(first)
-    context.run(_set_job, job)
     return job
 
 
@@ -312,7 +307,6 @@ class AsyncFarm(Driver):
         if len(jobs) + count <= self.max_queue:  # the fast path: room for all, never yields
             job = Job(listeners[0], event, 1)
             job.context = context
-            context.run(_set_job, job)
             jobs.append(job)
             if count == 1:  # _accepted(1) inlined: the common case pays no extra call
                 self._unfinished += 1
@@ -344,7 +338,6 @@ class AsyncFarm(Driver):
     ) -> None:
         first = Job(listeners[0], event, 1)
         first.context = context
-        context.run(_set_job, first)
         pending = deque([first])
         pending.extend(_job_of(lst, event, context.copy(), first) for lst in listeners[1:])
         total = len(pending)
@@ -425,6 +418,24 @@ class AsyncFarm(Driver):
         jobs, idle, room = self._jobs, self._idle, self._room
         stats = self.bus.stats
         clock = time.perf_counter
+        # current_job() is the job registered for this worker task (eventbus._job): one dict
+        # store per job, where a ContextVar set in each job's context would allocate.
+        running, me = running_by_task, anyio.get_current_task().id
+        try:
+            await self._work_loop(jobs, idle, room, stats, clock, running, me)
+        finally:
+            running.pop(me, None)
+
+    async def _work_loop(
+        self,
+        jobs: deque[Job],
+        idle: deque[anyio.Event],
+        room: deque[anyio.Event],
+        stats: Any,
+        clock: Any,
+        running: dict[int, Any],
+        me: int,
+    ) -> None:
         countdown = 0  # jobs until the next look at the clock
         job: Job | None = None
         exc: BaseException | None = None
@@ -432,6 +443,7 @@ class AsyncFarm(Driver):
         while True:
             if not jobs:
                 job = exc = outcome = None  # an idle worker pins nothing of its last job
+                running.pop(me, None)
                 gen = self._slice_gen
                 waiter = anyio.Event()
                 idle.append(waiter)
@@ -461,6 +473,7 @@ class AsyncFarm(Driver):
                 room.popleft().set()
             stats.queued -= 1
             stats.running += 1
+            running[me] = job
             try:
                 outcome = start_attempt(job.compiled, job.event, job.context)
                 if outcome is None or isinstance(outcome, Exception):
