@@ -100,6 +100,14 @@ def _listener_failure(exc: BaseException) -> Exception | None:
     return ListenerBaseException(exc)
 
 
+def _failure_or_raise(exc: BaseException) -> Exception:
+    """The listener's failure for ``exc``; re-raises a real cancellation or an exit."""
+    failure = _listener_failure(exc)
+    if failure is None:
+        raise exc
+    return failure
+
+
 def cancels_caller(exc: BaseException) -> bool:
     """True when ``exc`` is the async backend's cancellation and really cancels the caller."""
     try:
@@ -155,10 +163,7 @@ async def run_attempt(listener: Listener, event: Event, ctx: Context) -> Excepti
     except Exception as exc:
         return exc
     except BaseException as exc:
-        failure = _listener_failure(exc)
-        if failure is None:
-            raise
-        return failure
+        return _failure_or_raise(exc)
     return None
 
 
@@ -182,10 +187,7 @@ def start_attempt(
     except Exception as exc:
         return exc
     except BaseException as exc:
-        failure = _listener_failure(exc)
-        if failure is None:
-            raise
-        return failure
+        return _failure_or_raise(exc)
     return finish_attempt(coro, ctx, first)  # type: ignore[arg-type]
 
 
@@ -198,10 +200,7 @@ async def finish_attempt(
     except Exception as exc:
         return exc
     except BaseException as exc:
-        failure = _listener_failure(exc)
-        if failure is None:
-            raise
-        return failure
+        return _failure_or_raise(exc)
     return None
 
 
