@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fixtures_core import forget
@@ -38,3 +39,23 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     forget("app")
     yield tmp_path
     forget("app")
+
+
+# -- RabbitMQ: a fresh queue per test, and `eventbus work` processes on it ------------------
+# The harness is imported only when a test asks: tests without a broker never load aio-pika.
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A fresh queue name on the test broker; its queues are deleted afterwards."""
+    from rabbitmq_app.harness import fresh_queue
+
+    yield from fresh_queue()
+
+
+@pytest.fixture
+def workers(queue: str, tmp_path: Path) -> Iterator[Any]:
+    """``await workers(n, *args)`` starts ``n`` worker processes on ``queue``."""
+    from rabbitmq_app.harness import worker_pool
+
+    yield from worker_pool(queue, tmp_path)

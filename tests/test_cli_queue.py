@@ -10,7 +10,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,11 @@ from rabbitmq_app.harness import (
     depth,
     drain,
     envelope,
-    fresh_queue,
     wait_until,
 )
 
 #: The 200 KB body that made 0.1's replay-dead raise RecursionError on every run.
 NESTED = b"[" * 100_000 + b"]" * 100_000
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 def dead_letter(queue: str, bodies: dict[str, bytes]) -> None:

@@ -23,7 +23,7 @@ from eventbus.drivers.rabbitmq import RabbitMQDriver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rabbitmq_app.harness import URL_, depth, fresh_queue
+from rabbitmq_app.harness import URL_, depth
 
 PACKAGE = Path(eventbus.__file__).resolve().parent
 
@@ -242,11 +242,6 @@ def test_the_wire_messages_name_no_broker() -> None:
     for message in messages:
         assert "to another process" in message
         assert not BROKER_WORDS.search(message), message
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 @pytest.mark.rabbitmq

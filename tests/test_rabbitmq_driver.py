@@ -9,7 +9,6 @@ import asyncio
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,15 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rabbitmq_app.event_provider import events as app_events
 from rabbitmq_app.events import ChatOpened, Numbered
-from rabbitmq_app.harness import URL_, depth, drain, envelope, fresh_queue
+from rabbitmq_app.harness import URL_, depth, drain, envelope
 from rabbitmq_app.listeners import UserId
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +37,8 @@ from rabbitmq_app.harness import (
     depth,
     drain,
     envelope,
-    fresh_queue,
     results,
     wait_until,
-    worker_pool,
 )
 from rabbitmq_app.listeners import UserId
 
@@ -51,16 +48,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
-
-
-@pytest.fixture
-def workers(queue: str, tmp_path: Path) -> Iterator[Any]:
-    yield from worker_pool(queue, tmp_path)
 
 
 def producer(queue: str, **options: Any) -> EventBus:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rabbitmq_app.event_provider import events as app_events
 from rabbitmq_app.events import Numbered
-from rabbitmq_app.harness import URL_, fresh_queue
+from rabbitmq_app.harness import URL_
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 @pytest.fixture

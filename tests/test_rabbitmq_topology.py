@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rabbitmq_app.events import Numbered
 from rabbitmq_app.gated_provider import TEN_BACKOFFS, Tiered, Waits
 from rabbitmq_app.gated_provider import events as gated_events
-from rabbitmq_app.harness import URL_, fresh_queue, results, wait_until, worker_pool
+from rabbitmq_app.harness import URL_, results, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
 
@@ -35,16 +34,6 @@ GATED = "rabbitmq_app.gated_provider"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
-
-
-@pytest.fixture
-def workers(queue: str, tmp_path: Path) -> Iterator[Any]:
-    yield from worker_pool(queue, tmp_path)
 
 
 def figure(text: str) -> None:

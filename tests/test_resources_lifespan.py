@@ -21,7 +21,7 @@ from eventbus import EventBus, RegistrationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rabbitmq_app.harness import URL_, fresh_queue, results, wait_until, worker_pool
+from rabbitmq_app.harness import URL_, results, wait_until, worker_pool
 
 # The provider records what happens, in order, in its module-level ``LOG``; ``POOL`` stands in
 # for a database pool that a listener must find open.
@@ -181,11 +181,6 @@ def test_a_bad_provider_lifespan_is_refused_at_load_time(
 
 
 # -- in a real `eventbus work` process, on RabbitMQ ---------------------------------------------
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import ClassVar
 
 import anyio
 import pytest
-from rabbitmq_app.harness import URL_, drain, fresh_queue
+from rabbitmq_app.harness import URL_, drain
 
 from eventbus import Event, EventBus, EventListener, Listener
 from eventbus.drivers.rabbitmq import RabbitMQDriver
@@ -337,11 +337,6 @@ async def test_hook_timeout_must_be_finite_and_positive(bad: object) -> None:
 
 
 # --- the RabbitMQ worker: the same bounds (asyncio only, real broker) --------------------
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 async def run_worker_until_dead_lettered(bus: EventBus, queue: str) -> Worker:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from eventbus.drivers.memory import MemoryDriver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rabbitmq_app.harness import URL_, fresh_queue
+from rabbitmq_app.harness import URL_
 
 pytestmark = pytest.mark.anyio
 
@@ -40,11 +40,6 @@ When = define_key[Any]("parity_when")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 class Opaque:

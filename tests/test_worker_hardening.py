@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,8 @@ from rabbitmq_app.harness import (
     depth,
     drain,
     envelope,
-    fresh_queue,
     results,
     wait_until,
-    worker_pool,
 )
 
 from eventbus import EventBus, context
@@ -49,16 +47,6 @@ L = "rabbitmq_app.b1_app."
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
-
-
-@pytest.fixture
-def workers(queue: str, tmp_path: Path) -> Iterator[Any]:
-    yield from worker_pool(queue, tmp_path)
 
 
 def job(event_name: str, listener: str, data: bytes, **change: Any) -> bytes:

@@ -14,7 +14,6 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rabbitmq_app.b3_events import Fragile
 from rabbitmq_app.b3_provider import events as b3_events
-from rabbitmq_app.harness import URL_, WorkerProcess, depth, drain, fresh_queue, results, wait_until
+from rabbitmq_app.harness import URL_, WorkerProcess, depth, drain, results, wait_until
 from rabbitmq_app.listeners import UserId
 
 PROVIDER = "rabbitmq_app.b3_provider"
@@ -38,11 +37,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.rabbitmq]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    yield from fresh_queue()
 
 
 class Supervisor:
