@@ -116,9 +116,8 @@ class LocalJob(Job):
     redelivered = False
 
     def __init__(self, compiled: Listener, event: Event, attempt: int) -> None:
-        # No context here: the job is the value of a ContextVar in it, and a job holding its
-        # context back would make a cycle per job for the gc. A driver queueing jobs sets
-        # ``context`` and deletes it when the job is done.
+        # ``context`` is the farm's to set (it queues the job with it) and to delete when the
+        # job is done, so a job a listener kept (``current_job()``) does not pin its context.
         self.compiled = compiled
         self.event = event
         self.attempt = attempt

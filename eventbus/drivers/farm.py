@@ -492,7 +492,7 @@ class AsyncFarm(Driver):
                 stats.running -= 1
             if exc is None:
                 stats.succeeded += 1
-                del job.context  # the job is its context's current_job(): no cycle left
+                del job.context  # a job a listener kept must not pin its context
                 self._unfinished -= 1  # _finish() inlined for the common case
                 if not self._unfinished and self._joiners:
                     joiners, self._joiners = self._joiners, []
