@@ -13,6 +13,7 @@ import pytest
 from fixtures_core import forget, write
 
 import eventbus
+from eventbus import ProviderNotFound
 
 PROVIDER = """
 from eventbus import Event, EventListener
@@ -110,3 +111,34 @@ def test_boot_function_loads_a_named_module(project: Path) -> None:
     assert eventbus.get_bus().listeners_for(provider.NewChatEvent) == [provider.GenerateChatTitle]
     with pytest.raises(eventbus.ProviderNotFound):  # named explicitly: missing is an error
         module.boot("myapp.absent")
+
+
+def test_a_typo_in_eventbus_provider_fails_the_boot(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(project, "app/__init__.py", "")
+    write(project, "app/event_provider.py", PROVIDER)
+    monkeypatch.setenv("EVENTBUS_PROVIDER", "app.event_providr")
+    with pytest.raises(ProviderNotFound, match=r"'app\.event_providr' was not found") as caught:
+        boot()
+    assert any("by EVENTBUS_PROVIDER" in note for note in caught.value.__notes__)
+    assert "eventbus.boot" not in sys.modules  # fixing the variable and importing again works
+
+
+def test_a_provider_named_in_boot_that_is_missing_raises(project: Path) -> None:
+    module = boot()  # no app.event_provider: the default is allowed to be missing
+    with pytest.raises(ProviderNotFound, match=r"'myapp\.absent' was not found") as caught:
+        module.boot("myapp.absent")
+    assert any("by boot()" in note for note in caught.value.__notes__)
+
+
+def test_the_default_provider_missing_is_a_warning(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # uvicorn's default logging shows WARNING and up, not INFO.
+    with caplog.at_level(logging.WARNING, logger="eventbus"):
+        module = boot()
+    assert module.provider is None
+    [found] = [r for r in caplog.records if "no event provider" in r.getMessage()]
+    assert found.levelno == logging.WARNING
+    assert "'app.event_provider'" in found.getMessage()
